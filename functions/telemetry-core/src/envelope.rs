@@ -1,0 +1,668 @@
+//! Envelopes: how an event reached the function (IoT rule, SQS, SNS,
+//! EventBridge, Kinesis, Pub/Sub push, or Pub/Sub push over HTTP), unwrapped
+//! into raw device messages. Detection is automatic and single-pass; the
+//! structs borrow from the event so that the hot path copies only what JSON
+//! escaping forces it to.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::text::{Text, TextPairs};
+use crate::timestamp::TimestampFormat;
+
+/// The trigger that delivered an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// IoT Core topic rule, Lambda action: one object or an array of them.
+    IotRule,
+    Sqs,
+    Sns,
+    EventBridge,
+    Kinesis,
+    /// A Pub/Sub push envelope passed as the invocation payload.
+    PubSubPush,
+    /// A Pub/Sub push request delivered over HTTP (Lambda function URL or
+    /// API Gateway): the envelope is the request body.
+    PubSubHttp,
+}
+
+impl EventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::IotRule => "iot-rule",
+            EventKind::Sqs => "sqs",
+            EventKind::Sns => "sns",
+            EventKind::EventBridge => "eventbridge",
+            EventKind::Kinesis => "kinesis",
+            EventKind::PubSubPush => "pubsub-push",
+            EventKind::PubSubHttp => "pubsub-http",
+        }
+    }
+
+    /// Sources whose response lists the records to retry (`batchItemFailures`).
+    pub const fn reports_batch_item_failures(self) -> bool {
+        matches!(self, EventKind::Sqs | EventKind::Kinesis)
+    }
+}
+
+/// Where one message came from, finer than [`EventKind`] (an SQS record may
+/// carry an SNS notification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageSource {
+    IotRule,
+    Sqs,
+    SnsViaSqs,
+    Sns,
+    EventBridge,
+    Kinesis,
+    PubSub,
+}
+
+impl MessageSource {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageSource::IotRule => "iot-rule",
+            MessageSource::Sqs => "sqs",
+            MessageSource::SnsViaSqs => "sns-via-sqs",
+            MessageSource::Sns => "sns",
+            MessageSource::EventBridge => "eventbridge",
+            MessageSource::Kinesis => "kinesis",
+            MessageSource::PubSub => "pubsub",
+        }
+    }
+}
+
+/// One device message as delivered, before its payload is decoded.
+#[derive(Debug, Clone)]
+pub struct RawMessage<'a> {
+    pub source: MessageSource,
+    /// The id the source gave it (SQS message id, Kinesis sequence number,
+    /// Pub/Sub message id, ...); for IoT rule events, the position in the event.
+    pub id: Cow<'a, str>,
+    /// What the device sent (for IoT rule events: the rule's SELECT output).
+    pub payload: Cow<'a, [u8]>,
+    pub topic: Option<Cow<'a, str>>,
+    /// When the source received it, in epoch milliseconds.
+    pub received_at_ms: Option<i64>,
+    /// Message attributes (Pub/Sub attributes, SNS message attributes).
+    pub attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Set when the envelope itself of this message is broken (bad base64,
+    /// unreadable SNS wrapper): the message is dead-lettered with this reason.
+    pub problem: Option<String>,
+}
+
+impl<'a> RawMessage<'a> {
+    fn new(source: MessageSource, id: Cow<'a, str>, payload: Cow<'a, [u8]>) -> Self {
+        RawMessage {
+            source,
+            id,
+            payload,
+            topic: None,
+            received_at_ms: None,
+            attributes: Vec::new(),
+            problem: None,
+        }
+    }
+
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_ref())
+    }
+
+    pub fn into_owned(self) -> RawMessage<'static> {
+        RawMessage {
+            source: self.source,
+            id: Cow::Owned(self.id.into_owned()),
+            payload: Cow::Owned(self.payload.into_owned()),
+            topic: self.topic.map(|topic| Cow::Owned(topic.into_owned())),
+            received_at_ms: self.received_at_ms,
+            attributes: self
+                .attributes
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
+                .collect(),
+            problem: self.problem,
+        }
+    }
+}
+
+/// The HTTP request around a Pub/Sub push delivered to a function URL.
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequestInfo {
+    /// The `token` query parameter (Google's shared verification token scheme).
+    pub token: Option<String>,
+    pub method: Option<String>,
+}
+
+/// An event unwrapped into its messages.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    pub kind: EventKind,
+    pub messages: Vec<RawMessage<'a>>,
+    /// Present for [`EventKind::PubSubHttp`].
+    pub http: Option<HttpRequestInfo>,
+}
+
+/// The event as a whole could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("the event is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the event is a JSON {found}, expected an object or an array of objects")]
+    NotAnObject { found: &'static str },
+    #[error("record {index} has an unknown eventSource {source_name:?}; expected aws:sqs, aws:sns or aws:kinesis")]
+    UnknownRecordSource { index: usize, source_name: String },
+    #[error("field `{field}` is invalid: {why}")]
+    InvalidField { field: &'static str, why: String },
+}
+
+// ---- wire types -------------------------------------------------------------
+
+/// The top level of any event, all trigger shapes at once: serde skips the
+/// keys a shape does not use, so one pass tells the shapes apart.
+#[derive(Deserialize)]
+struct TopLevel<'a> {
+    #[serde(rename = "Records", default)]
+    records: Option<Vec<Record<'a>>>,
+    // Pub/Sub push
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    subscription: Option<&'a RawValue>,
+    // EventBridge
+    #[serde(rename = "detail-type", borrow, default)]
+    detail_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    detail: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    time: Option<&'a RawValue>,
+    // HTTP (function URL / API Gateway)
+    #[serde(rename = "requestContext", borrow, default)]
+    request_context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    body: Option<&'a RawValue>,
+    #[serde(rename = "isBase64Encoded", borrow, default)]
+    is_base64_encoded: Option<&'a RawValue>,
+    #[serde(rename = "queryStringParameters", borrow, default)]
+    query_string_parameters: Option<&'a RawValue>,
+    #[serde(rename = "rawQueryString", borrow, default)]
+    raw_query_string: Option<&'a RawValue>,
+}
+
+/// A `Records` entry of SQS, SNS or Kinesis, all shapes at once.
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(rename = "eventSource", borrow, default)]
+    event_source: Option<Text<'a>>,
+    #[serde(rename = "EventSource", borrow, default)]
+    event_source_sns: Option<Text<'a>>,
+    // SQS
+    #[serde(rename = "messageId", borrow, default)]
+    message_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    body: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    attributes: Option<SqsAttributes<'a>>,
+    // Kinesis
+    #[serde(borrow, default)]
+    kinesis: Option<KinesisData<'a>>,
+    // SNS
+    #[serde(rename = "Sns", borrow, default)]
+    sns: Option<SnsNotification<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SqsAttributes<'a> {
+    #[serde(rename = "SentTimestamp", borrow, default)]
+    sent_timestamp: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct KinesisData<'a> {
+    #[serde(borrow)]
+    data: Text<'a>,
+    #[serde(rename = "sequenceNumber", borrow)]
+    sequence_number: Text<'a>,
+    #[serde(rename = "approximateArrivalTimestamp", default)]
+    approximate_arrival_timestamp: Option<f64>,
+}
+
+/// An SNS notification: the `Sns` object of an SNS event, or the body of an
+/// SQS message from an SNS subscription without raw message delivery.
+#[derive(Deserialize)]
+struct SnsNotification<'a> {
+    #[serde(rename = "Type", borrow, default)]
+    kind: Option<Text<'a>>,
+    #[serde(rename = "MessageId", borrow)]
+    message_id: Text<'a>,
+    #[serde(rename = "TopicArn", borrow, default)]
+    topic_arn: Option<Text<'a>>,
+    #[serde(rename = "Message", borrow)]
+    message: Text<'a>,
+    #[serde(rename = "Timestamp", borrow, default)]
+    timestamp: Option<Text<'a>>,
+    #[serde(rename = "MessageAttributes", borrow, default)]
+    message_attributes: Option<SnsAttributes<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SnsAttribute<'a> {
+    #[serde(rename = "Value", alias = "value", borrow, default)]
+    value: Option<Text<'a>>,
+}
+
+/// SNS `MessageAttributes`: name -> `{"Type": ..., "Value": ...}`.
+#[derive(Default)]
+struct SnsAttributes<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for SnsAttributes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AttributesVisitor;
+        impl<'de> serde::de::Visitor<'de> for AttributesVisitor {
+            type Value = SnsAttributes<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of SNS message attributes")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::new();
+                while let Some((name, attribute)) =
+                    map.next_entry::<Text<'de>, SnsAttribute<'de>>()?
+                {
+                    if let Some(value) = attribute.value {
+                        pairs.push((name.0, value.0));
+                    }
+                }
+                Ok(SnsAttributes(pairs))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(SnsAttributes::default())
+            }
+        }
+        deserializer.deserialize_any(AttributesVisitor)
+    }
+}
+
+/// Google Pub/Sub push: `{"message": {...}, "subscription": "..."}`.
+#[derive(Deserialize)]
+struct PubSubPushEnvelope<'a> {
+    #[serde(borrow)]
+    message: PubSubMessage<'a>,
+    #[serde(borrow, default)]
+    #[allow(dead_code)] // part of the documented shape; only its presence matters
+    subscription: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PubSubMessage<'a> {
+    #[serde(borrow, default)]
+    data: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    attributes: Option<TextPairs<'a>>,
+    #[serde(rename = "messageId", alias = "message_id", borrow, default)]
+    message_id: Option<Text<'a>>,
+    #[serde(rename = "publishTime", alias = "publish_time", borrow, default)]
+    publish_time: Option<Text<'a>>,
+}
+
+// ---- detection ---------------------------------------------------------------
+
+/// Unwraps an event of any supported trigger into its messages.
+pub fn parse_event(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    let first = event
+        .iter()
+        .copied()
+        .find(|byte| !byte.is_ascii_whitespace());
+    match first {
+        Some(b'[') => parse_iot_batch(event),
+        Some(b'{') => parse_object(event),
+        _ => {
+            let value: serde_json::Value =
+                serde_json::from_slice(event).map_err(EnvelopeError::NotJson)?;
+            Err(EnvelopeError::NotAnObject {
+                found: json_kind(&value),
+            })
+        }
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+fn parse_iot_batch(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    let items: Vec<&RawValue> = serde_json::from_slice(event).map_err(EnvelopeError::NotJson)?;
+    let messages = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            RawMessage::new(
+                MessageSource::IotRule,
+                Cow::Owned(index.to_string()),
+                Cow::Borrowed(item.get().as_bytes()),
+            )
+        })
+        .collect();
+    Ok(Envelope {
+        kind: EventKind::IotRule,
+        messages,
+        http: None,
+    })
+}
+
+fn parse_object(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    let top: TopLevel<'_> = serde_json::from_slice(event).map_err(EnvelopeError::NotJson)?;
+    if let Some(records) = top.records {
+        return parse_records(records);
+    }
+    if top.request_context.is_some() && top.body.is_some() {
+        return parse_http(&top);
+    }
+    if let (Some(message), Some(_)) = (top.message, top.subscription) {
+        if message.get().starts_with('{') {
+            let message = parse_pubsub_message(message.get().as_bytes())?;
+            return Ok(Envelope {
+                kind: EventKind::PubSubPush,
+                messages: vec![message],
+                http: None,
+            });
+        }
+    }
+    if let (Some(_), Some(detail)) = (top.detail_type, top.detail) {
+        let mut message = RawMessage::new(
+            MessageSource::EventBridge,
+            top.id.map(raw_string).unwrap_or(Cow::Borrowed("")),
+            Cow::Borrowed(detail.get().as_bytes()),
+        );
+        message.received_at_ms = top
+            .time
+            .map(raw_string)
+            .and_then(|time| TimestampFormat::Rfc3339.from_text(&time));
+        return Ok(Envelope {
+            kind: EventKind::EventBridge,
+            messages: vec![message],
+            http: None,
+        });
+    }
+    // Anything else is a topic rule's SELECT output: the device payload itself.
+    Ok(Envelope {
+        kind: EventKind::IotRule,
+        messages: vec![RawMessage::new(
+            MessageSource::IotRule,
+            Cow::Borrowed("0"),
+            Cow::Borrowed(event),
+        )],
+        http: None,
+    })
+}
+
+/// The text of a JSON string held as a raw value (unescaped when needed).
+fn raw_string(raw: &RawValue) -> Cow<'_, str> {
+    serde_json::from_str::<Cow<'_, str>>(raw.get()).unwrap_or(Cow::Borrowed(raw.get()))
+}
+
+fn parse_records(records: Vec<Record<'_>>) -> Result<Envelope<'_>, EnvelopeError> {
+    let mut kind = None;
+    let mut messages = Vec::with_capacity(records.len());
+    for (index, record) in records.into_iter().enumerate() {
+        let source_name = record
+            .event_source
+            .as_deref()
+            .or(record.event_source_sns.as_deref())
+            .unwrap_or("");
+        let (record_kind, message) = match source_name {
+            "aws:sqs" => (EventKind::Sqs, sqs_message(record)),
+            "aws:kinesis" => (EventKind::Kinesis, kinesis_message(record)),
+            "aws:sns" => (EventKind::Sns, sns_message(record)),
+            other => {
+                return Err(EnvelopeError::UnknownRecordSource {
+                    index,
+                    source_name: other.to_owned(),
+                })
+            }
+        };
+        if kind.is_some_and(|kind| kind != record_kind) {
+            return Err(EnvelopeError::InvalidField {
+                field: "Records",
+                why: format!(
+                    "record {index} is from {}, but earlier records are from another source",
+                    record_kind.as_str()
+                ),
+            });
+        }
+        kind = Some(record_kind);
+        messages.push(message);
+    }
+    Ok(Envelope {
+        // An empty Records list has nothing to report on; SQS is as good as any.
+        kind: kind.unwrap_or(EventKind::Sqs),
+        messages,
+        http: None,
+    })
+}
+
+fn sqs_message(record: Record<'_>) -> RawMessage<'_> {
+    let id = record.message_id.map(Text::into_cow).unwrap_or_default();
+    let body = record.body.map(Text::into_cow).unwrap_or_default();
+    let sent_at = record
+        .attributes
+        .and_then(|attributes| attributes.sent_timestamp)
+        .and_then(|sent| sent.parse::<i64>().ok());
+    // SNS -> SQS without raw message delivery wraps the message in a notification.
+    if looks_like_sns_notification(&body) {
+        if let Ok(notification) = serde_json::from_str::<SnsNotification<'_>>(&body) {
+            if notification.kind.as_deref() == Some("Notification") {
+                let mut message = notification_message(notification, MessageSource::SnsViaSqs);
+                // Retries are reported by SQS message id, whatever SNS called it.
+                message.id = Cow::Owned(id.into_owned());
+                message.received_at_ms = message.received_at_ms.or(sent_at);
+                return message.into_owned();
+            }
+        }
+    }
+    let mut message = RawMessage::new(MessageSource::Sqs, id, cow_bytes(body));
+    message.received_at_ms = sent_at;
+    message
+}
+
+fn looks_like_sns_notification(body: &str) -> bool {
+    body.trim_start().starts_with('{') && body.contains("\"TopicArn\"") && body.contains("\"Type\"")
+}
+
+fn notification_message(
+    notification: SnsNotification<'_>,
+    source: MessageSource,
+) -> RawMessage<'_> {
+    let mut message = RawMessage::new(
+        source,
+        notification.message_id.0,
+        cow_bytes(notification.message.0),
+    );
+    message.received_at_ms = notification
+        .timestamp
+        .and_then(|time| TimestampFormat::Rfc3339.from_text(&time));
+    if let Some(topic_arn) = notification.topic_arn {
+        message
+            .attributes
+            .push((Cow::Borrowed("TopicArn"), topic_arn.0));
+    }
+    if let Some(attributes) = notification.message_attributes {
+        message.attributes.extend(attributes.0);
+    }
+    message
+}
+
+fn sns_message(record: Record<'_>) -> RawMessage<'_> {
+    match record.sns {
+        Some(notification) => notification_message(notification, MessageSource::Sns),
+        None => broken(MessageSource::Sns, "", "the SNS record has no `Sns` object"),
+    }
+}
+
+fn kinesis_message(record: Record<'_>) -> RawMessage<'_> {
+    let Some(kinesis) = record.kinesis else {
+        return broken(MessageSource::Kinesis, "", "the Kinesis record has no `kinesis` object");
+    };
+    let mut message = match base64::engine::general_purpose::STANDARD.decode(kinesis.data.as_bytes()) {
+        Ok(data) => RawMessage::new(
+            MessageSource::Kinesis,
+            kinesis.sequence_number.0,
+            Cow::Owned(data),
+        ),
+        Err(error) => {
+            let mut message = RawMessage::new(
+                MessageSource::Kinesis,
+                kinesis.sequence_number.0,
+                cow_bytes(kinesis.data.0),
+            );
+            message.problem = Some(format!("field `kinesis.data` is not valid base64: {error}"));
+            message
+        }
+    };
+    message.received_at_ms = kinesis
+        .approximate_arrival_timestamp
+        .and_then(|seconds| TimestampFormat::EpochSeconds.from_number(seconds));
+    message
+}
+
+fn broken(source: MessageSource, id: &'static str, why: &str) -> RawMessage<'static> {
+    let mut message = RawMessage::new(source, Cow::Borrowed(id), Cow::Borrowed(b""));
+    message.problem = Some(why.to_owned());
+    message
+}
+
+fn cow_bytes(text: Cow<'_, str>) -> Cow<'_, [u8]> {
+    match text {
+        Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+        Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+    }
+}
+
+fn parse_pubsub_message(message: &[u8]) -> Result<RawMessage<'_>, EnvelopeError> {
+    let message: PubSubMessage<'_> =
+        serde_json::from_slice(message).map_err(|error| EnvelopeError::InvalidField {
+            field: "message",
+            why: error.to_string(),
+        })?;
+    Ok(pubsub_message(message))
+}
+
+fn pubsub_message(message: PubSubMessage<'_>) -> RawMessage<'_> {
+    let id = message.message_id.map(Text::into_cow).unwrap_or_default();
+    let data = message.data.map(Text::into_cow).unwrap_or_default();
+    let mut raw = match base64::engine::general_purpose::STANDARD.decode(data.as_bytes()) {
+        Ok(decoded) => RawMessage::new(MessageSource::PubSub, id, Cow::Owned(decoded)),
+        Err(error) => {
+            let mut raw = RawMessage::new(MessageSource::PubSub, id, cow_bytes(data));
+            raw.problem = Some(format!("field `message.data` is not valid base64: {error}"));
+            raw
+        }
+    };
+    raw.received_at_ms = message
+        .publish_time
+        .and_then(|time| TimestampFormat::Rfc3339.from_text(&time));
+    raw.attributes = message.attributes.unwrap_or_default().0;
+    // Cloud IoT Core style attributes carry the topic folder.
+    raw.topic = raw
+        .attribute("subFolder")
+        .map(|folder| Cow::Owned(folder.to_owned()));
+    raw
+}
+
+fn parse_http<'a>(top: &TopLevel<'a>) -> Result<Envelope<'a>, EnvelopeError> {
+    let invalid = |field: &'static str, why: String| EnvelopeError::InvalidField { field, why };
+    let body = top.body.map(raw_string).unwrap_or_default();
+    let is_base64 = top
+        .is_base64_encoded
+        .is_some_and(|raw| raw.get().trim() == "true");
+    let body: Vec<u8> = if is_base64 {
+        base64::engine::general_purpose::STANDARD
+            .decode(body.as_bytes())
+            .map_err(|error| invalid("body", format!("not valid base64: {error}")))?
+    } else {
+        body.into_owned().into_bytes()
+    };
+    let mut http = HttpRequestInfo::default();
+    if let Some(params) = top.query_string_parameters {
+        let params: Option<Vec<(String, String)>> = serde_json::from_str(params.get())
+            .map_err(|error| invalid("queryStringParameters", error.to_string()))?;
+        http.token = params
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(name, _)| name == "token")
+            .map(|(_, value)| value);
+    }
+    if http.token.is_none() {
+        if let Some(raw_query) = top.raw_query_string.map(raw_string) {
+            http.token = raw_query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(name, _)| *name == "token")
+                .map(|(_, value)| percent_decode(value));
+        }
+    }
+    if let Some(context) = top.request_context {
+        #[derive(Deserialize)]
+        struct Context {
+            #[serde(default)]
+            http: Option<HttpContext>,
+        }
+        #[derive(Deserialize)]
+        struct HttpContext {
+            #[serde(default)]
+            method: Option<String>,
+        }
+        if let Ok(context) = serde_json::from_str::<Context>(context.get()) {
+            http.method = context.http.and_then(|h| h.method);
+        }
+    }
+    let envelope: PubSubPushEnvelope<'_> = serde_json::from_slice(&body)
+        .map_err(|error| invalid("body", format!("not a Pub/Sub push envelope: {error}")))?;
+    let message = pubsub_message(envelope.message).into_owned();
+    Ok(Envelope {
+        kind: EventKind::PubSubHttp,
+        messages: vec![message],
+        http: Some(http),
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok();
+                match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        index += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

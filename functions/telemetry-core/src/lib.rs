@@ -1,0 +1,8 @@
+//! The telemetry core: envelopes -> raw messages -> payload decoding ->
+//! readings -> sinks. Pure logic, no AWS SDK: the functions wire it to AWS.
+
+pub mod envelope;
+pub mod text;
+pub mod timestamp;
+pub mod topic;
+pub mod unit;
