@@ -6,3 +6,7 @@ pub mod text;
 pub mod timestamp;
 pub mod topic;
 pub mod unit;
+pub mod decode;
+pub mod mapping;
+pub mod payload;
+pub mod reading;

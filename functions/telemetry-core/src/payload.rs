@@ -1,0 +1,211 @@
+//! A device payload split into fields without copying: JSON objects keep
+//! their values as raw slices, delimited text keeps its columns.
+
+use std::borrow::Cow;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::text::Text;
+
+/// One payload value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field<'a> {
+    Number(f64),
+    Text(Cow<'a, str>),
+    Bool(bool),
+    Null,
+    /// An object or array, kept raw and parsed only if a pointer reaches into it.
+    Nested(&'a str),
+}
+
+impl<'a> Field<'a> {
+    fn from_raw(raw: &'a RawValue) -> Field<'a> {
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'"') => {
+                let inner = &text[1..text.len() - 1];
+                if inner.contains('\\') {
+                    Field::Text(Cow::Owned(
+                        serde_json::from_str::<String>(text).unwrap_or_default(),
+                    ))
+                } else {
+                    Field::Text(Cow::Borrowed(inner))
+                }
+            }
+            Some(b't') => Field::Bool(true),
+            Some(b'f') => Field::Bool(false),
+            Some(b'n') => Field::Null,
+            Some(b'{') | Some(b'[') => Field::Nested(text),
+            _ => text.parse().map(Field::Number).unwrap_or(Field::Null),
+        }
+    }
+
+    /// A short rendering for error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Field::Number(number) => number.to_string(),
+            Field::Text(text) => format!("{text:?}"),
+            Field::Bool(flag) => flag.to_string(),
+            Field::Null => "null".to_owned(),
+            Field::Nested(raw) => truncate(raw, 60).to_owned(),
+        }
+    }
+
+    /// The value as a number: numbers, numeric text (trimmed: devices send
+    /// `"42 "`), and booleans as 1/0.
+    pub fn as_number(&self) -> Option<f64> {
+        match self {
+            Field::Number(number) => Some(*number),
+            Field::Text(text) => text.trim().parse().ok(),
+            Field::Bool(flag) => Some(if *flag { 1.0 } else { 0.0 }),
+            Field::Null | Field::Nested(_) => None,
+        }
+    }
+
+    pub fn as_text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Field::Text(text) => Some(Cow::Borrowed(text.as_ref())),
+            Field::Number(number) => Some(Cow::Owned(number.to_string())),
+            Field::Bool(flag) => Some(Cow::Borrowed(if *flag { "true" } else { "false" })),
+            Field::Null => None,
+            Field::Nested(raw) => Some(Cow::Borrowed(raw)),
+        }
+    }
+
+    pub fn into_owned(self) -> Field<'static> {
+        match self {
+            Field::Number(number) => Field::Number(number),
+            Field::Text(text) => Field::Text(Cow::Owned(text.into_owned())),
+            Field::Bool(flag) => Field::Bool(flag),
+            Field::Null => Field::Null,
+            Field::Nested(raw) => Field::Text(Cow::Owned(raw.to_owned())),
+        }
+    }
+}
+
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The top-level fields of a JSON object, in document order.
+#[derive(Debug, Default)]
+pub struct ObjectFields<'a>(pub Vec<(Cow<'a, str>, Field<'a>)>);
+
+impl<'a> ObjectFields<'a> {
+    pub fn get(&self, key: &str) -> Option<&Field<'a>> {
+        self.0.iter().find(|(name, _)| name == key).map(|(_, field)| field)
+    }
+
+    /// Resolves an RFC 6901 JSON pointer (`/a/b/0`).
+    pub fn pointer(&self, pointer: &str) -> Option<Field<'static>> {
+        let rest = pointer.strip_prefix('/')?;
+        let (first, deeper) = match rest.split_once('/') {
+            Some((first, deeper)) => (first, Some(deeper)),
+            None => (rest, None),
+        };
+        let first = unescape_pointer_token(first);
+        let field = self.get(&first)?;
+        match deeper {
+            None => Some(field.clone().into_owned()),
+            Some(deeper) => {
+                let Field::Nested(raw) = field else {
+                    return None;
+                };
+                let value: serde_json::Value = serde_json::from_str(raw).ok()?;
+                let found = value.pointer(&format!("/{deeper}"))?;
+                Some(field_from_value(found))
+            }
+        }
+    }
+}
+
+fn unescape_pointer_token(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+fn field_from_value(value: &serde_json::Value) -> Field<'static> {
+    match value {
+        serde_json::Value::Null => Field::Null,
+        serde_json::Value::Bool(flag) => Field::Bool(*flag),
+        serde_json::Value::Number(number) => number.as_f64().map(Field::Number).unwrap_or(Field::Null),
+        serde_json::Value::String(text) => Field::Text(Cow::Owned(text.clone())),
+        other => Field::Text(Cow::Owned(other.to_string())),
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for ObjectFields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = ObjectFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut fields = Vec::with_capacity(8);
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    let raw: &'de RawValue = map.next_value()?;
+                    fields.push((key.0, Field::from_raw(raw)));
+                }
+                Ok(ObjectFields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor).map_err(de::Error::custom)
+    }
+}
+
+/// Splits delimited text into trimmed columns.
+pub fn split_columns(text: &str, delimiter: char) -> Vec<&str> {
+    text.trim().split(delimiter).map(str::trim).collect()
+}
+
+/// The delimiter a text payload most likely uses, if any.
+pub fn guess_delimiter(text: &str) -> Option<char> {
+    ['|', ',', ';', '\t'].into_iter().find(|d| text.contains(*d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_an_object_without_copying_plain_strings() {
+        let payload = br#"{"device":"t-1","temperature":17.5,"ok":true,"meta":{"fw":"1.2"},"n":null,"q":"a\"b"}"#;
+        let fields: ObjectFields = serde_json::from_slice(payload).unwrap();
+        assert!(matches!(fields.get("device"), Some(Field::Text(Cow::Borrowed("t-1")))));
+        assert_eq!(fields.get("temperature"), Some(&Field::Number(17.5)));
+        assert_eq!(fields.get("ok"), Some(&Field::Bool(true)));
+        assert_eq!(fields.get("n"), Some(&Field::Null));
+        assert_eq!(fields.get("q").unwrap().as_text().unwrap(), "a\"b");
+        assert_eq!(
+            fields.pointer("/meta/fw"),
+            Some(Field::Text(Cow::Owned("1.2".into())))
+        );
+        assert_eq!(fields.pointer("/missing"), None);
+    }
+
+    #[test]
+    fn numeric_text_is_trimmed() {
+        assert_eq!(Field::Text(Cow::Borrowed("42 ")).as_number(), Some(42.0));
+        assert_eq!(Field::Text(Cow::Borrowed("n/a")).as_number(), None);
+    }
+
+    #[test]
+    fn columns_and_delimiters() {
+        assert_eq!(split_columns("2020-7-13 22:43:23|3500\n", '|'), vec!["2020-7-13 22:43:23", "3500"]);
+        assert_eq!(guess_delimiter("a,b"), Some(','));
+        assert_eq!(guess_delimiter("3500"), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! A reading: one value of one metric of one device at one time.
+
+use compact_str::CompactString;
+
+use crate::unit::Unit;
+
+/// One telemetry value, ready for validation and the sinks. Strings are
+/// `CompactString`: device ids and metric names up to 24 bytes stay inline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub device: CompactString,
+    pub metric: CompactString,
+    pub value: f64,
+    pub unit: Unit,
+    /// Epoch milliseconds: the device's own time when it sent one.
+    pub timestamp_ms: i64,
+    /// Dimensions beyond `device`, in declaration order.
+    pub dimensions: Vec<(CompactString, CompactString)>,
+    /// One-second storage resolution in CloudWatch (costs more).
+    pub high_resolution: bool,
+    /// Index of the message this reading came from, within its batch.
+    pub message: u32,
+}
+
+/// The dimension every reading carries.
+pub const DEVICE_DIMENSION: &str = "device";
