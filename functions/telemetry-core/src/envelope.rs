@@ -632,9 +632,19 @@ fn parse_http<'a>(top: &TopLevel<'a>) -> Result<Envelope<'a>, EnvelopeError> {
             http.method = context.http.and_then(|h| h.method);
         }
     }
-    let envelope: PubSubPushEnvelope<'_> = serde_json::from_slice(&body)
-        .map_err(|error| invalid("body", format!("not a Pub/Sub push envelope: {error}")))?;
-    let message = pubsub_message(envelope.message).into_owned();
+    // The token is known now; a body we cannot read becomes a dead letter
+    // (after the caller has checked the token), not an error for the sender.
+    let message = match serde_json::from_slice::<PubSubPushEnvelope<'_>>(&body) {
+        Ok(envelope) => pubsub_message(envelope.message).into_owned(),
+        Err(error) => {
+            let mut message =
+                RawMessage::new(MessageSource::PubSub, Cow::Borrowed(""), Cow::Owned(body.clone()));
+            message.problem = Some(format!(
+                "HTTP body is not a Pub/Sub push envelope ({{\"message\": {{\"data\": ...}}, \"subscription\": ...}}): {error}"
+            ));
+            message.into_owned()
+        }
+    };
     Ok(Envelope {
         kind: EventKind::PubSubHttp,
         messages: vec![message],

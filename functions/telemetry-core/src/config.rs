@@ -1,0 +1,207 @@
+//! Configuration from the environment, read once per cold start.
+
+use std::path::PathBuf;
+
+use crate::mapping::{ConfigError, Mappings};
+use crate::pipeline::Pipeline;
+use crate::validate::validate_namespace;
+
+pub const DEFAULT_NAMESPACE: &str = "IoT/Telemetry";
+pub const DEFAULT_DEAD_LETTER_DIR: &str = "./dead-letters";
+/// Lambda's only writable directory.
+pub const LAMBDA_DEAD_LETTER_DIR: &str = "/tmp/dead-letters";
+
+/// Which metrics backend to use (`METRICS_SINK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsSinkKind {
+    /// Embedded Metric Format on stdout: no API call.
+    Emf,
+    /// `PutMetricData`.
+    CloudWatch,
+}
+
+/// Where dead letters go (`DEAD_LETTER_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterTarget {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl DeadLetterTarget {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("DEAD_LETTER_URL {url:?} has no bucket; write s3://bucket/prefix"));
+            }
+            return Ok(DeadLetterTarget::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        if path.is_empty() || url.contains("://") && !url.starts_with("file://") {
+            return Err(format!(
+                "DEAD_LETTER_URL {url:?} is not supported; use a directory path, file:///path or s3://bucket/prefix"
+            ));
+        }
+        Ok(DeadLetterTarget::Local(PathBuf::from(path)))
+    }
+}
+
+/// Everything `telemetry-metrics` reads from its environment.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub namespace: String,
+    pub sink: MetricsSinkKind,
+    pub dead_letters: DeadLetterTarget,
+    pub pipeline: Pipeline,
+    /// Attempts per `PutMetricData` call (throttling and 5xx are retried).
+    pub max_attempts: u32,
+}
+
+/// A setting is wrong; the message says which variable and what to write.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    #[error("{variable}={value:?}: {why}")]
+    Invalid {
+        variable: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error(transparent)]
+    Mapping(#[from] ConfigError),
+}
+
+impl MetricsConfig {
+    pub fn from_env() -> Result<Self, SettingError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a test's map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let invalid = |variable: &'static str, value: &str, why: String| SettingError::Invalid {
+            variable,
+            value: value.to_owned(),
+            why,
+        };
+        let mappings = match lookup("PIPELINE_CONFIG").filter(|p| !p.is_empty()) {
+            Some(path) => Mappings::load(std::path::Path::new(&path))?,
+            None => Mappings::default(),
+        };
+        let namespace = lookup("METRICS_NAMESPACE")
+            .filter(|n| !n.is_empty())
+            .or_else(|| mappings.namespace.clone())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        validate_namespace(&namespace).map_err(|why| invalid("METRICS_NAMESPACE", &namespace, why))?;
+        let sink = match lookup("METRICS_SINK").unwrap_or_default().to_ascii_lowercase().as_str() {
+            "" | "emf" => MetricsSinkKind::Emf,
+            "cloudwatch" | "api" => MetricsSinkKind::CloudWatch,
+            other => {
+                return Err(invalid("METRICS_SINK", other, "expected \"emf\" or \"cloudwatch\"".into()))
+            }
+        };
+        let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let dead_letters = match lookup("DEAD_LETTER_URL").filter(|u| !u.is_empty()) {
+            Some(url) => DeadLetterTarget::parse(&url).map_err(|why| invalid("DEAD_LETTER_URL", &url, why))?,
+            None if in_lambda => DeadLetterTarget::Local(PathBuf::from(LAMBDA_DEAD_LETTER_DIR)),
+            None => DeadLetterTarget::Local(PathBuf::from(DEFAULT_DEAD_LETTER_DIR)),
+        };
+        let high_resolution = parse_bool(&lookup, "METRICS_HIGH_RESOLUTION")?;
+        let max_attempts = match lookup("CLOUDWATCH_MAX_ATTEMPTS").filter(|v| !v.is_empty()) {
+            None => 5,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=20).contains(n))
+                .ok_or_else(|| invalid("CLOUDWATCH_MAX_ATTEMPTS", &text, "expected a whole number from 1 to 20".into()))?,
+        };
+        Ok(MetricsConfig {
+            namespace,
+            sink,
+            dead_letters,
+            pipeline: Pipeline {
+                mappings,
+                verification_token: lookup("PUBSUB_VERIFICATION_TOKEN").filter(|t| !t.is_empty()),
+                high_resolution,
+            },
+            max_attempts,
+        })
+    }
+}
+
+fn parse_bool(lookup: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<bool, SettingError> {
+    match lookup(variable).unwrap_or_default().to_ascii_lowercase().as_str() {
+        "" | "false" | "0" | "no" => Ok(false),
+        "true" | "1" | "yes" => Ok(true),
+        other => Err(SettingError::Invalid {
+            variable,
+            value: other.to_owned(),
+            why: "expected true or false".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<MetricsConfig, SettingError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        MetricsConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_settings() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.namespace, DEFAULT_NAMESPACE);
+        assert_eq!(config.sink, MetricsSinkKind::Emf);
+        assert_eq!(config.dead_letters, DeadLetterTarget::Local(DEFAULT_DEAD_LETTER_DIR.into()));
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let config = config(&[
+            ("METRICS_NAMESPACE", "Farm"),
+            ("METRICS_SINK", "cloudwatch"),
+            ("DEAD_LETTER_URL", "s3://bucket/dead/letters/"),
+            ("PUBSUB_VERIFICATION_TOKEN", "s3cret"),
+            ("METRICS_HIGH_RESOLUTION", "true"),
+            ("CLOUDWATCH_MAX_ATTEMPTS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(config.namespace, "Farm");
+        assert_eq!(config.sink, MetricsSinkKind::CloudWatch);
+        assert_eq!(
+            config.dead_letters,
+            DeadLetterTarget::S3 { bucket: "bucket".into(), prefix: "dead/letters".into() }
+        );
+        assert_eq!(config.pipeline.verification_token.as_deref(), Some("s3cret"));
+        assert!(config.pipeline.high_resolution);
+        assert_eq!(config.max_attempts, 3);
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_value() {
+        for (variable, value) in [
+            ("METRICS_SINK", "statsd"),
+            ("METRICS_NAMESPACE", "AWS/Mine"),
+            ("DEAD_LETTER_URL", "gs://bucket"),
+            ("METRICS_HIGH_RESOLUTION", "maybe"),
+            ("CLOUDWATCH_MAX_ATTEMPTS", "0"),
+            ("PIPELINE_CONFIG", "/does/not/exist.toml"),
+        ] {
+            let error = config(&[(variable, value)]).unwrap_err().to_string();
+            assert!(error.contains(variable) && error.contains(value.trim_start_matches('/')), "{error}");
+        }
+    }
+
+    #[test]
+    fn in_lambda_dead_letters_default_to_tmp() {
+        let config = config(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap();
+        assert_eq!(config.dead_letters, DeadLetterTarget::Local(LAMBDA_DEAD_LETTER_DIR.into()));
+    }
+}

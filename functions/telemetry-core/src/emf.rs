@@ -1,0 +1,202 @@
+//! CloudWatch Embedded Metric Format: one JSON document per line on stdout,
+//! turned into metrics by Lambda's log pipeline with no API call.
+//! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
+
+use crate::json_write::{write_f64, write_i64, write_str};
+use crate::reading::{Reading, DEVICE_DIMENSION};
+
+/// EMF allows at most 100 metrics per document...
+pub const MAX_METRICS_PER_DOCUMENT: usize = 100;
+/// ...and at most 100 values per metric.
+pub const MAX_VALUES_PER_METRIC: usize = 100;
+
+/// Readings in one document share device, dimensions and timestamp.
+fn same_document(a: &Reading, b: &Reading) -> bool {
+    a.timestamp_ms == b.timestamp_ms && a.device == b.device && a.dimensions == b.dimensions
+}
+
+/// Encodes readings as EMF lines appended to `out`; returns the number of
+/// documents written. Consecutive readings of one device and time share a
+/// document; repeated metric names become value arrays.
+pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize {
+    let mut documents = 0;
+    // Indexes into `readings`: the first reading of each metric in the
+    // document, and the values gathered under it.
+    let mut metrics: Vec<(usize, Vec<f64>)> = Vec::with_capacity(8);
+    let mut group_start = 0;
+    for (index, reading) in readings.iter().enumerate() {
+        let starts_new_group =
+            index > 0 && !same_document(&readings[group_start], reading);
+        if starts_new_group {
+            write_document(namespace, readings, group_start, &mut metrics, out);
+            documents += 1;
+            group_start = index;
+        }
+        match metrics
+            .iter_mut()
+            .find(|(first, _)| readings[*first].metric == reading.metric)
+        {
+            Some((_, values)) if values.len() < MAX_VALUES_PER_METRIC => values.push(reading.value),
+            found => {
+                if found.is_some() || metrics.len() == MAX_METRICS_PER_DOCUMENT {
+                    write_document(namespace, readings, group_start, &mut metrics, out);
+                    documents += 1;
+                    group_start = index;
+                }
+                metrics.push((index, vec![reading.value]));
+            }
+        }
+    }
+    if !metrics.is_empty() {
+        write_document(namespace, readings, group_start, &mut metrics, out);
+        documents += 1;
+    }
+    documents
+}
+
+fn write_document(
+    namespace: &str,
+    readings: &[Reading],
+    group_start: usize,
+    metrics: &mut Vec<(usize, Vec<f64>)>,
+    out: &mut Vec<u8>,
+) {
+    let head = &readings[group_start];
+    out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
+    write_i64(out, head.timestamp_ms);
+    out.extend_from_slice(b",\"CloudWatchMetrics\":[{\"Namespace\":");
+    write_str(out, namespace);
+    out.extend_from_slice(b",\"Dimensions\":[[\"device\"");
+    for (name, _) in &head.dimensions {
+        out.push(b',');
+        write_str(out, name);
+    }
+    out.extend_from_slice(b"]],\"Metrics\":[");
+    for (position, (first, _)) in metrics.iter().enumerate() {
+        let reading = &readings[*first];
+        if position > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"Name\":");
+        write_str(out, &reading.metric);
+        out.extend_from_slice(b",\"Unit\":\"");
+        out.extend_from_slice(reading.unit.as_str().as_bytes());
+        out.push(b'"');
+        if reading.high_resolution {
+            out.extend_from_slice(b",\"StorageResolution\":1");
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}]},");
+    write_str(out, DEVICE_DIMENSION);
+    out.push(b':');
+    write_str(out, &head.device);
+    for (name, value) in &head.dimensions {
+        out.push(b',');
+        write_str(out, name);
+        out.push(b':');
+        write_str(out, value);
+    }
+    for (first, values) in metrics.iter() {
+        out.push(b',');
+        write_str(out, &readings[*first].metric);
+        out.push(b':');
+        if let [single] = values.as_slice() {
+            write_f64(out, *single);
+        } else {
+            out.push(b'[');
+            for (position, value) in values.iter().enumerate() {
+                if position > 0 {
+                    out.push(b',');
+                }
+                write_f64(out, *value);
+            }
+            out.push(b']');
+        }
+    }
+    out.extend_from_slice(b"}\n");
+    metrics.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::Unit;
+    use serde_json::{json, Value};
+
+    fn reading(device: &str, metric: &str, value: f64, timestamp_ms: i64) -> Reading {
+        Reading {
+            device: device.into(),
+            metric: metric.into(),
+            value,
+            unit: Unit::Percent,
+            timestamp_ms,
+            dimensions: vec![],
+            high_resolution: false,
+            message: 0,
+        }
+    }
+
+    fn lines(out: &[u8]) -> Vec<Value> {
+        std::str::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn writes_a_valid_emf_document() {
+        let mut with_site = reading("pi \"1\"", "cpu usage (pi)", 42.0, 1_000);
+        with_site.dimensions.push(("site".into(), "lab".into()));
+        with_site.high_resolution = true;
+        let mut out = Vec::new();
+        assert_eq!(encode("IoT/Telemetry", &[with_site], &mut out), 1);
+        assert_eq!(
+            lines(&out)[0],
+            json!({
+                "_aws": {"Timestamp": 1000, "CloudWatchMetrics": [{
+                    "Namespace": "IoT/Telemetry",
+                    "Dimensions": [["device", "site"]],
+                    "Metrics": [{"Name": "cpu usage (pi)", "Unit": "Percent", "StorageResolution": 1}]
+                }]},
+                "device": "pi \"1\"", "site": "lab", "cpu usage (pi)": 42.0
+            })
+        );
+    }
+
+    #[test]
+    fn groups_by_device_and_time_and_folds_repeats_into_arrays() {
+        let readings = vec![
+            reading("a", "t", 1.0, 1_000),
+            reading("a", "h", 2.0, 1_000),
+            reading("a", "t", 3.0, 1_000),
+            reading("b", "t", 4.0, 1_000),
+            reading("b", "t", 5.0, 2_000),
+        ];
+        let mut out = Vec::new();
+        assert_eq!(encode("N", &readings, &mut out), 3);
+        let docs = lines(&out);
+        assert_eq!(docs[0]["t"], json!([1.0, 3.0]));
+        assert_eq!(docs[0]["h"], json!(2.0));
+        assert_eq!(docs[1]["device"], "b");
+        assert_eq!(docs[2]["_aws"]["Timestamp"], 2000);
+    }
+
+    #[test]
+    fn respects_the_100_metric_and_100_value_limits() {
+        let many_metrics: Vec<Reading> =
+            (0..250).map(|i| reading("a", &format!("m{i}"), 1.0, 0)).collect();
+        let mut out = Vec::new();
+        assert_eq!(encode("N", &many_metrics, &mut out), 3);
+        for doc in lines(&out) {
+            let defined = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len();
+            assert!(defined <= MAX_METRICS_PER_DOCUMENT);
+        }
+        let many_values: Vec<Reading> = (0..250).map(|i| reading("a", "t", i as f64, 0)).collect();
+        let mut out = Vec::new();
+        assert_eq!(encode("N", &many_values, &mut out), 3);
+        let total: usize = lines(&out).iter().map(|d| d["t"].as_array().unwrap().len()).sum();
+        assert_eq!(total, 250);
+    }
+}

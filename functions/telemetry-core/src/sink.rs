@@ -1,0 +1,119 @@
+//! The sink traits: one implementation per backend, chosen by configuration.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::deadletter::{DeadLetter, LocalDeadLetters};
+use crate::emf;
+use crate::reading::Reading;
+
+/// What a metrics sink managed to deliver.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delivery {
+    /// Message indexes whose readings could not be delivered (transient
+    /// failures, worth a retry).
+    pub failed_messages: Vec<u32>,
+    /// The last error seen, for the log.
+    pub error: Option<String>,
+    /// API calls made (EMF: zero).
+    pub api_calls: u32,
+}
+
+#[async_trait]
+pub trait MetricsSink: Send + Sync {
+    /// Delivers valid readings; never fails as a whole, reports per message.
+    async fn send(&self, readings: &[Reading]) -> Delivery;
+}
+
+/// Error of a dead-letter write; the messages concerned are retried.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write dead letters to {destination}: {reason}")]
+pub struct DeadLetterError {
+    pub destination: String,
+    pub reason: String,
+}
+
+#[async_trait]
+pub trait DeadLetterSink: Send + Sync {
+    /// Stores the letters; returns where they went.
+    async fn write(&self, letters: &[DeadLetter]) -> Result<String, DeadLetterError>;
+}
+
+/// EMF lines to a writer (stdout in Lambda), one write per batch.
+pub struct EmfSink {
+    namespace: String,
+    writer: Mutex<Box<dyn Write + Send>>,
+}
+
+impl EmfSink {
+    pub fn stdout(namespace: impl Into<String>) -> Self {
+        Self::new(namespace, Box::new(std::io::stdout()))
+    }
+
+    pub fn new(namespace: impl Into<String>, writer: Box<dyn Write + Send>) -> Self {
+        EmfSink {
+            namespace: namespace.into(),
+            writer: Mutex::new(writer),
+        }
+    }
+}
+
+#[async_trait]
+impl MetricsSink for EmfSink {
+    async fn send(&self, readings: &[Reading]) -> Delivery {
+        let mut buffer = Vec::with_capacity(readings.len() * 220);
+        emf::encode(&self.namespace, readings, &mut buffer);
+        let mut writer = match self.writer.lock() {
+            Ok(writer) => writer,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match writer.write_all(&buffer).and_then(|()| writer.flush()) {
+            Ok(()) => Delivery::default(),
+            Err(error) => Delivery {
+                failed_messages: all_messages(readings),
+                error: Some(format!("cannot write EMF to stdout: {error}")),
+                api_calls: 0,
+            },
+        }
+    }
+}
+
+/// Every message index that has a reading, sorted and unique.
+pub fn all_messages(readings: &[Reading]) -> Vec<u32> {
+    let mut messages: Vec<u32> = readings.iter().map(|reading| reading.message).collect();
+    messages.sort_unstable();
+    messages.dedup();
+    messages
+}
+
+/// A writer that keeps what it is given, for tests and the local replay.
+#[derive(Clone, Default)]
+pub struct SharedBuffer(pub Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().expect("buffer lock"))
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for LocalDeadLetters {
+    async fn write(&self, letters: &[DeadLetter]) -> Result<String, DeadLetterError> {
+        self.write_blocking(letters).map_err(|error| DeadLetterError {
+            destination: self.directory.display().to_string(),
+            reason: error.to_string(),
+        })
+    }
+}
