@@ -1,1 +1,43 @@
-fn main() {}
+//! `telemetry-metrics`: device telemetry from any trigger -> CloudWatch
+//! metrics. Configuration is read and clients are built once per cold start;
+//! all logic lives in `telemetry-core`.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use telemetry_aws::app::MetricsApp;
+use telemetry_core::config::MetricsConfig;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = MetricsConfig::from_env().inspect_err(|error| {
+        tracing::error!(%error, "invalid configuration");
+    })?;
+    let app: &'static MetricsApp = Box::leak(Box::new(MetricsApp::build(config).await));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| handle(app, event)))
+        .await
+}
+
+async fn handle(app: &MetricsApp, event: LambdaEvent<Box<RawValue>>) -> Result<Value, Error> {
+    let now_ms = now_ms();
+    let (response, _counts) = app
+        .config
+        .pipeline
+        .process_metrics(
+            event.payload.get().as_bytes(),
+            &event.context.request_id,
+            now_ms,
+            app.metrics.as_ref(),
+            app.dead_letters.as_ref(),
+        )
+        .await?;
+    Ok(response.to_json())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,61 @@
+//! Builds the sinks a function's configuration asks for, once per cold start.
+
+use telemetry_core::config::{DeadLetterTarget, MetricsConfig, MetricsSinkKind};
+use telemetry_core::deadletter::LocalDeadLetters;
+use telemetry_core::sink::{DeadLetterSink, EmfSink, MetricsSink};
+
+/// Everything `telemetry-metrics` needs per invocation.
+pub struct MetricsApp {
+    pub config: MetricsConfig,
+    pub metrics: Box<dyn MetricsSink>,
+    pub dead_letters: Box<dyn DeadLetterSink>,
+}
+
+impl MetricsApp {
+    /// Builds the sinks; loads the AWS SDK configuration only if a sink needs it.
+    pub async fn build(config: MetricsConfig) -> Self {
+        let needs_aws = config.sink == MetricsSinkKind::CloudWatch
+            || matches!(config.dead_letters, DeadLetterTarget::S3 { .. });
+        let sdk = if needs_aws {
+            Some(crate::load_sdk_config().await)
+        } else {
+            None
+        };
+        let metrics: Box<dyn MetricsSink> = match (config.sink, &sdk) {
+            (MetricsSinkKind::CloudWatch, Some(sdk)) => Box::new(
+                crate::cloudwatch::CloudWatchSink::new(sdk, &config.namespace, config.max_attempts),
+            ),
+            _ => Box::new(EmfSink::stdout(&config.namespace)),
+        };
+        let dead_letters = dead_letter_sink(&config.dead_letters, sdk.as_ref());
+        MetricsApp {
+            config,
+            metrics,
+            dead_letters,
+        }
+    }
+}
+
+/// The dead-letter sink for a target.
+pub fn dead_letter_sink(
+    target: &DeadLetterTarget,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Box<dyn DeadLetterSink> {
+    match (target, sdk) {
+        (DeadLetterTarget::S3 { bucket, prefix }, Some(sdk)) => {
+            Box::new(crate::s3::S3DeadLetters::new(sdk, bucket, prefix))
+        }
+        (DeadLetterTarget::Local(directory), _) => {
+            if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+                tracing::warn!(
+                    directory = %directory.display(),
+                    "dead letters go to the sandbox's local disk and are lost with it; set DEAD_LETTER_URL=s3://bucket/prefix"
+                );
+            }
+            Box::new(LocalDeadLetters {
+                directory: directory.clone(),
+            })
+        }
+        (DeadLetterTarget::S3 { .. }, None) => unreachable!("the SDK config is loaded for S3 targets"),
+    }
+}
