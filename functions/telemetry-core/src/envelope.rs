@@ -308,10 +308,15 @@ struct PubSubMessage<'a> {
     data: Option<Text<'a>>,
     #[serde(borrow, default)]
     attributes: Option<TextPairs<'a>>,
-    #[serde(rename = "messageId", alias = "message_id", borrow, default)]
+    // Pub/Sub sends both spellings of these two; either may be alone.
+    #[serde(rename = "messageId", borrow, default)]
     message_id: Option<Text<'a>>,
-    #[serde(rename = "publishTime", alias = "publish_time", borrow, default)]
+    #[serde(rename = "message_id", borrow, default)]
+    message_id_snake: Option<Text<'a>>,
+    #[serde(rename = "publishTime", borrow, default)]
     publish_time: Option<Text<'a>>,
+    #[serde(rename = "publish_time", borrow, default)]
+    publish_time_snake: Option<Text<'a>>,
 }
 
 // ---- detection ---------------------------------------------------------------
@@ -564,7 +569,11 @@ fn parse_pubsub_message(message: &[u8]) -> Result<RawMessage<'_>, EnvelopeError>
 }
 
 fn pubsub_message(message: PubSubMessage<'_>) -> RawMessage<'_> {
-    let id = message.message_id.map(Text::into_cow).unwrap_or_default();
+    let id = message
+        .message_id
+        .or(message.message_id_snake)
+        .map(Text::into_cow)
+        .unwrap_or_default();
     let data = message.data.map(Text::into_cow).unwrap_or_default();
     let mut raw = match base64::engine::general_purpose::STANDARD.decode(data.as_bytes()) {
         Ok(decoded) => RawMessage::new(MessageSource::PubSub, id, Cow::Owned(decoded)),
@@ -576,11 +585,13 @@ fn pubsub_message(message: PubSubMessage<'_>) -> RawMessage<'_> {
     };
     raw.received_at_ms = message
         .publish_time
+        .or(message.publish_time_snake)
         .and_then(|time| TimestampFormat::Rfc3339.from_text(&time));
     raw.attributes = message.attributes.unwrap_or_default().0;
     // Cloud IoT Core style attributes carry the topic folder.
     raw.topic = raw
         .attribute("subFolder")
+        .filter(|folder| !folder.is_empty())
         .map(|folder| Cow::Owned(folder.to_owned()));
     raw
 }
@@ -600,13 +611,13 @@ fn parse_http<'a>(top: &TopLevel<'a>) -> Result<Envelope<'a>, EnvelopeError> {
     };
     let mut http = HttpRequestInfo::default();
     if let Some(params) = top.query_string_parameters {
-        let params: Option<Vec<(String, String)>> = serde_json::from_str(params.get())
+        let params: TextPairs<'_> = serde_json::from_str(params.get())
             .map_err(|error| invalid("queryStringParameters", error.to_string()))?;
         http.token = params
-            .unwrap_or_default()
+            .0
             .into_iter()
             .find(|(name, _)| name == "token")
-            .map(|(_, value)| value);
+            .map(|(_, value)| value.into_owned());
     }
     if http.token.is_none() {
         if let Some(raw_query) = top.raw_query_string.map(raw_string) {
