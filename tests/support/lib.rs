@@ -62,16 +62,33 @@ impl MotoServer {
         MotoServer { child, endpoint }
     }
 
-    /// Points the AWS SDK's standard environment at this server.
-    pub fn export_env(&self) {
-        // Tests that use moto run in their own processes (one test binary per
-        // file) and set the same values, so this is not racy across tests.
-        std::env::set_var("AWS_ENDPOINT_URL", &self.endpoint);
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::remove_var("AWS_PROFILE");
+    /// The standard AWS environment pointing at this server, for child
+    /// processes (the function binary, `cargo lambda watch`).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
     }
+}
+
+/// An SDK configuration for `endpoint` with moto's test credentials. Tests
+/// in one binary share a process, so they pass the endpoint explicitly
+/// rather than through `AWS_ENDPOINT_URL`.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .load()
+        .await
+}
+
+impl MotoServer {
 }
 
 impl Drop for MotoServer {
@@ -158,4 +175,180 @@ pub fn parse_emf(output: &[u8]) -> Vec<EmittedMetric> {
         }
     }
     metrics
+}
+
+/// A plain HTTP/1.1 request to a loopback server; returns (status, body).
+pub fn http_request(endpoint: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let address = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = find(&response, b"\r\n\r\n").expect("HTTP response head");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut body = response[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = find(body, b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
+        body = &body[line_end + 2 + size + 2..];
+    }
+    out
+}
+
+/// The requests moto recorded since `start_recording`, as (action, body).
+pub fn recorded_actions(endpoint: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let (_, body) = http_request(endpoint, "GET", "/moto-api/recorder/download-recording", b"");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|entry| {
+            let raw = entry["body"].as_str().unwrap_or_default();
+            let mut bytes = if entry["body_encoded"].as_bool() == Some(true) {
+                base64::engine::general_purpose::STANDARD.decode(raw).unwrap_or_default()
+            } else {
+                raw.as_bytes().to_vec()
+            };
+            // The SDK gzips large PutMetricData bodies (request compression).
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                use std::io::Read;
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut plain).unwrap();
+                bytes = plain;
+            }
+            let body = String::from_utf8_lossy(&bytes).to_string();
+            body.split('&')
+                .find_map(|pair| pair.strip_prefix("Action="))
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{} {}", entry["method"], entry["url"]))
+        })
+        .collect()
+}
+
+pub fn start_recording(endpoint: &str) {
+    http_request(endpoint, "POST", "/moto-api/recorder/reset-recording", b"");
+    let (status, _) = http_request(endpoint, "POST", "/moto-api/recorder/start-recording", b"");
+    assert_eq!(status, 200, "moto recorder starts");
+}
+
+/// A loopback HTTP proxy in front of moto that answers the first
+/// `throttle_first` requests with CloudWatch's `Throttling` error and
+/// forwards the rest; counts what it sees.
+pub struct ThrottlingProxy {
+    pub endpoint: String,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ThrottlingProxy {
+    pub fn start(upstream: &str, throttle_first: usize) -> ThrottlingProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let upstream = upstream.to_owned();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let counter = counter.clone();
+                let upstream = upstream.clone();
+                std::thread::spawn(move || {
+                    while let Some((head, body)) = read_request(&mut stream) {
+                        let seen = counter.fetch_add(1, Ordering::SeqCst);
+                        let response = if seen < throttle_first {
+                            let xml = "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>throttled</RequestId></ErrorResponse>";
+                            format!("HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{xml}", xml.len()).into_bytes()
+                        } else {
+                            forward(&upstream, &head, &body)
+                        };
+                        use std::io::Write;
+                        if stream.write_all(&response).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        ThrottlingProxy { endpoint, requests }
+    }
+}
+
+fn read_request(stream: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut buffer = Vec::new();
+    let mut byte = [0u8; 1];
+    while find(&buffer, b"\r\n\r\n").is_none() {
+        match stream.read(&mut byte) {
+            Ok(1) => buffer.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&buffer).to_string();
+    let length = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0usize);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+/// Sends one request upstream with `Connection: close` and returns the
+/// response re-framed with a Content-Length, so the client may keep its
+/// connection to the proxy alive.
+fn forward(upstream: &str, head: &str, body: &[u8]) -> Vec<u8> {
+    let lines: Vec<&str> = head
+        .lines()
+        .filter(|line| !line.is_empty() && !line.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    let request_head = format!("{}\r\nConnection: close\r\n\r\n", lines.join("\r\n"));
+    use std::io::{Read, Write};
+    let mut upstream_stream = std::net::TcpStream::connect(upstream.trim_start_matches("http://")).unwrap();
+    upstream_stream.write_all(request_head.as_bytes()).unwrap();
+    upstream_stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    upstream_stream.read_to_end(&mut response).unwrap();
+    let split = find(&response, b"\r\n\r\n").unwrap();
+    let response_head = String::from_utf8_lossy(&response[..split]).to_string();
+    let mut response_body = response[split + 4..].to_vec();
+    if response_head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        response_body = dechunk(&response_body);
+    }
+    let kept: Vec<&str> = response_head
+        .lines()
+        .filter(|line| {
+            let lower = line.to_ascii_lowercase();
+            !lower.starts_with("content-length:") && !lower.starts_with("transfer-encoding:") && !lower.starts_with("connection:")
+        })
+        .collect();
+    let mut out = format!("{}\r\nContent-Length: {}\r\n\r\n", kept.join("\r\n"), response_body.len()).into_bytes();
+    out.extend_from_slice(&response_body);
+    out
 }

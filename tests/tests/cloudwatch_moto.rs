@@ -1,0 +1,156 @@
+//! The `cloudwatch` sink against a real moto server: data read back with
+//! GetMetricStatistics/GetMetricData, requests counted by moto's recorder and
+//! by a throttling proxy.
+
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, Statistic};
+use aws_smithy_types::DateTime;
+use chrono::{DurationRound, TimeDelta, Utc};
+use e2e_tests::{
+    recorded_actions, sdk_config, start_recording, CapturedDeadLetters, MotoServer, ThrottlingProxy,
+};
+use serde_json::Value;
+use telemetry_aws::cloudwatch::CloudWatchSink;
+use telemetry_core::pipeline::Pipeline;
+
+const NAMESPACE: &str = "IoT/Test";
+
+/// An SQS event built with the official `aws_lambda_events` types, carrying
+/// reference 000's payload for `devices` devices x `per_device` seconds.
+fn sqs_event(devices: usize, per_device: usize, start_s: i64) -> Vec<u8> {
+    use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+    let mut event = SqsEvent::default();
+    for device in 0..devices {
+        for second in 0..per_device {
+            let body = serde_json::json!({
+                "timestamp": start_s + second as i64,
+                "device": format!("temp-sensor-{device:03}"),
+                "temperature": 20.0 + (second % 10) as f64 * 0.5,
+            });
+            let mut message = SqsMessage::default();
+            message.message_id = Some(format!("msg-{device}-{second}"));
+            message.body = Some(body.to_string());
+            message.event_source = Some("aws:sqs".into());
+            event.records.push(message);
+        }
+    }
+    serde_json::to_vec(&event).unwrap()
+}
+
+fn dimension(device: &str) -> Dimension {
+    Dimension::builder().name("device").value(device).build()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_readings_from_100_devices_take_one_call_and_read_back() {
+    let moto = MotoServer::start();
+    let sdk = sdk_config(&moto.endpoint).await;
+    let sink = CloudWatchSink::new(&sdk, NAMESPACE, 3);
+
+    // Start on a minute boundary, so 100 seconds span exactly two minutes.
+    let start = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap() - TimeDelta::minutes(10);
+    let event = sqs_event(100, 100, start.timestamp());
+    start_recording(&moto.endpoint);
+    let dead = CapturedDeadLetters::default();
+    let (response, counts) = Pipeline::default()
+        .process_metrics(&event, "req-1", Utc::now().timestamp_millis(), &sink, &dead)
+        .await
+        .unwrap();
+
+    assert_eq!(response.to_json(), serde_json::json!({"batchItemFailures": []}));
+    assert_eq!(counts.readings_accepted, 10_000);
+    // 100 devices x 2 minutes = 200 datums with folded values: one request,
+    // where the IoT rule's CloudWatch action makes 10,000.
+    let puts: Vec<String> = recorded_actions(&moto.endpoint)
+        .into_iter()
+        .filter(|action| action == "PutMetricData")
+        .collect();
+    assert_eq!(puts.len(), 1, "PutMetricData calls");
+    assert_eq!(counts.api_calls, 1);
+
+    let client = sink.client();
+    let statistics = client
+        .get_metric_statistics()
+        .namespace(NAMESPACE)
+        .metric_name("temperature")
+        .dimensions(dimension("temp-sensor-007"))
+        .start_time(DateTime::from_secs(start.timestamp() - 60))
+        .end_time(DateTime::from_secs(start.timestamp() + 300))
+        .period(60)
+        .statistics(Statistic::SampleCount)
+        .statistics(Statistic::Sum)
+        .statistics(Statistic::Maximum)
+        .statistics(Statistic::Minimum)
+        .send()
+        .await
+        .unwrap();
+    let points = statistics.datapoints();
+    let samples: f64 = points.iter().filter_map(|p| p.sample_count()).sum();
+    let sum: f64 = points.iter().filter_map(|p| p.sum()).sum();
+    let max = points.iter().filter_map(|p| p.maximum()).fold(f64::MIN, f64::max);
+    let min = points.iter().filter_map(|p| p.minimum()).fold(f64::MAX, f64::min);
+    let expected_sum: f64 = (0..100).map(|s| 20.0 + (s % 10) as f64 * 0.5).sum();
+    assert_eq!(samples, 100.0);
+    assert!((sum - expected_sum).abs() < 1e-9, "sum {sum} != {expected_sum}");
+    assert_eq!((min, max), (20.0, 24.5));
+
+    let data = client
+        .get_metric_data()
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("t")
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(
+                            Metric::builder()
+                                .namespace(NAMESPACE)
+                                .metric_name("temperature")
+                                .dimensions(dimension("temp-sensor-099"))
+                                .build(),
+                        )
+                        .period(60)
+                        .stat("SampleCount")
+                        .build(),
+                )
+                .build(),
+        )
+        .start_time(DateTime::from_secs(start.timestamp() - 60))
+        .end_time(DateTime::from_secs(start.timestamp() + 300))
+        .send()
+        .await
+        .unwrap();
+    let total: f64 = data.metric_data_results()[0].values().iter().sum();
+    assert_eq!(total, 100.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried_and_persistent_failure_is_reported_per_record() {
+    let moto = MotoServer::start();
+    let start = Utc::now().timestamp() - 120;
+    let now_ms = Utc::now().timestamp_millis();
+    let dead = CapturedDeadLetters::default();
+
+    // Throttled twice, then through: the SDK's retry delivers everything.
+    let proxy = ThrottlingProxy::start(&moto.endpoint, 2);
+    let sdk = sdk_config(&proxy.endpoint).await;
+    let sink = CloudWatchSink::new(&sdk, NAMESPACE, 5);
+    let (response, _) = Pipeline::default()
+        .process_metrics(&sqs_event(2, 3, start), "req-2", now_ms, &sink, &dead)
+        .await
+        .unwrap();
+    assert_eq!(response.to_json()["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    // Throttled on every attempt: each record is reported for retry, none is lost.
+    let proxy = ThrottlingProxy::start(&moto.endpoint, usize::MAX);
+    let sdk = sdk_config(&proxy.endpoint).await;
+    let sink = CloudWatchSink::new(&sdk, NAMESPACE, 2);
+    let (response, counts) = Pipeline::default()
+        .process_metrics(&sqs_event(2, 3, start), "req-3", now_ms, &sink, &dead)
+        .await
+        .unwrap();
+    let failures: Vec<Value> = response.to_json()["batchItemFailures"].as_array().unwrap().clone();
+    assert_eq!(failures.len(), 6, "{failures:?}");
+    assert_eq!(counts.retried, 6);
+    assert_eq!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst), 2, "max attempts");
+    assert!(dead.letters.lock().unwrap().is_empty(), "transient failures are retried, not dead-lettered");
+}
