@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: real servers on loopback
 //! (moto), the repository's paths, and capturing sinks.
 
+pub mod runtime;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -297,7 +299,7 @@ impl ThrottlingProxy {
     }
 }
 
-fn read_request(stream: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+pub(crate) fn read_request(stream: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
     use std::io::Read;
     let mut buffer = Vec::new();
     let mut byte = [0u8; 1];
@@ -351,4 +353,19 @@ fn forward(upstream: &str, head: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!("{}\r\nContent-Length: {}\r\n\r\n", kept.join("\r\n"), response_body.len()).into_bytes();
     out.extend_from_slice(&response_body);
     out
+}
+
+/// A function binary built by `cargo build` (the Makefile builds them
+/// before the tests run).
+pub fn function_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let binary = target.join("debug").join(name);
+    assert!(
+        binary.exists(),
+        "{} not built: run `make test` or `cargo build -p {name}` first",
+        binary.display()
+    );
+    binary
 }

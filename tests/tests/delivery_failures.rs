@@ -1,0 +1,117 @@
+//! Nothing lost: what the function answers when a sink fails.
+
+use async_trait::async_trait;
+use e2e_tests::{repo_root, CapturedDeadLetters};
+use serde_json::{json, Value};
+use telemetry_core::pipeline::Pipeline;
+use telemetry_core::reading::Reading;
+use telemetry_core::sink::{Delivery, MetricsSink};
+
+/// Fails the readings of every message whose payload names `bad_device`.
+struct FailingFor {
+    bad_device: &'static str,
+}
+
+#[async_trait]
+impl MetricsSink for FailingFor {
+    async fn send(&self, readings: &[Reading]) -> Delivery {
+        let mut failed: Vec<u32> = readings
+            .iter()
+            .filter(|reading| reading.device == self.bad_device)
+            .map(|reading| reading.message)
+            .collect();
+        failed.dedup();
+        Delivery {
+            failed_messages: failed,
+            error: Some("simulated throttling".into()),
+            api_calls: 1,
+        }
+    }
+}
+
+fn sqs(bodies: &[(&str, &str)]) -> Vec<u8> {
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|(id, body)| json!({"messageId": id, "body": body, "eventSource": "aws:sqs"}))
+        .collect();
+    serde_json::to_vec(&json!({"Records": records})).unwrap()
+}
+
+const NOW_MS: i64 = 1_645_938_300_000;
+
+#[tokio::test]
+async fn one_bad_record_and_one_sink_failure_report_only_the_failed_record() {
+    let event = sqs(&[
+        ("good", r#"{"timestamp": 1645938060, "device": "ok-sensor", "temperature": 17.9}"#),
+        ("bad", r#"{"timestamp": 1645938060, "device": "ok-sensor", "temperature": "hot"}"#),
+        ("throttled", r#"{"timestamp": 1645938061, "device": "unlucky", "temperature": 18.0}"#),
+    ]);
+    let dead = CapturedDeadLetters::default();
+    let (response, counts) = Pipeline::default()
+        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "unlucky" }, &dead)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.to_json(),
+        json!({"batchItemFailures": [{"itemIdentifier": "throttled"}]})
+    );
+    let letters = dead.letters.lock().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].message_id, "bad");
+    assert!(letters[0].reason.contains("no numeric field"), "{}", letters[0].reason);
+    assert_eq!(counts.retried, 1);
+}
+
+#[tokio::test]
+async fn dead_letters_that_cannot_be_written_are_retried_instead() {
+    let event = sqs(&[("bad", "not a reading"), ("good", r#"{"device": "d", "t": 1}"#)]);
+    let dead = CapturedDeadLetters {
+        fail: true,
+        ..Default::default()
+    };
+    let (response, _) = Pipeline::default()
+        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "none" }, &dead)
+        .await
+        .unwrap();
+    assert_eq!(response.to_json(), json!({"batchItemFailures": [{"itemIdentifier": "bad"}]}));
+}
+
+#[tokio::test]
+async fn asynchronous_triggers_fail_the_invocation_so_lambda_retries() {
+    let event = std::fs::read(repo_root().join("events/iot-rule--temp.json")).unwrap();
+    let dead = CapturedDeadLetters::default();
+    let error = Pipeline::default()
+        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "temp-sensor-istanbul" }, &dead)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("simulated throttling"), "{error}");
+}
+
+#[tokio::test]
+async fn pubsub_push_over_http_answers_503_so_pubsub_redelivers() {
+    let event = std::fs::read(repo_root().join("events/pubsub-http--temp.json")).unwrap();
+    let pipeline = Pipeline {
+        verification_token: Some("sample-token".into()),
+        ..Pipeline::default()
+    };
+    let dead = CapturedDeadLetters::default();
+    let (response, _) = pipeline
+        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "temp-sensor-istanbul" }, &dead)
+        .await
+        .unwrap();
+    assert_eq!(response.to_json()["statusCode"], 503);
+}
+
+#[tokio::test]
+async fn kinesis_reports_sequence_numbers() {
+    let event = std::fs::read(repo_root().join("events/kinesis--temp.json")).unwrap();
+    let dead = CapturedDeadLetters::default();
+    let (response, _) = Pipeline::default()
+        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "temp-sensor-istanbul" }, &dead)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.to_json(),
+        json!({"batchItemFailures": [{"itemIdentifier": "49590338271490256608559692538361571095921575989136588898"}]})
+    );
+}

@@ -1,0 +1,194 @@
+//! The real `telemetry-metrics` binary, run against a local Lambda Runtime
+//! API, configured only through its environment: CloudWatch and S3 dead
+//! letters on moto via `AWS_ENDPOINT_URL`, and the default EMF sink.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use aws_smithy_types::DateTime;
+use chrono::Utc;
+use e2e_tests::runtime::LocalRuntime;
+use e2e_tests::{function_binary, parse_emf, sdk_config, MotoServer};
+use serde_json::{json, Value};
+
+struct Function {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Function {
+    fn start(runtime: &LocalRuntime, env: &[(&str, String)]) -> Function {
+        let mut command = Command::new(function_binary("telemetry-metrics"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "telemetry-metrics")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("the function binary starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let lines = stdout.clone();
+        let pipe = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Function { child, stdout }
+    }
+
+    fn output(&self) -> Vec<String> {
+        // stdout is read by a thread; give it a moment to catch up.
+        std::thread::sleep(Duration::from_millis(200));
+        self.stdout.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sqs_event(bodies: &[(String, String)]) -> Vec<u8> {
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|(id, body)| json!({"messageId": id, "body": body, "eventSource": "aws:sqs", "attributes": {"SentTimestamp": "0"}}))
+        .collect();
+    serde_json::to_vec(&json!({"Records": records})).unwrap()
+}
+
+fn reference_000(device: &str, timestamp_s: i64, temperature: f64) -> String {
+    // Indented, as the lab's simulator sends it.
+    format!("{{\n  \"timestamp\": {timestamp_s},\n  \"device\": \"{device}\",\n  \"temperature\": {temperature}\n}}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloudwatch_sink_and_s3_dead_letters_through_the_binary() {
+    let moto = MotoServer::start();
+    let sdk = sdk_config(&moto.endpoint).await;
+    let s3 = aws_sdk_s3::Client::new(&sdk);
+    s3.create_bucket().bucket("telemetry-dead-letters").send().await.unwrap();
+
+    let runtime = LocalRuntime::start();
+    let mut env = moto.env();
+    env.extend([
+        ("METRICS_SINK", "cloudwatch".to_owned()),
+        ("METRICS_NAMESPACE", "IoT/E2E".to_owned()),
+        ("DEAD_LETTER_URL", "s3://telemetry-dead-letters/telemetry-metrics".to_owned()),
+    ]);
+    let function = Function::start(&runtime, &env);
+
+    let now = Utc::now().timestamp();
+    let event = sqs_event(&[
+        ("m-1".into(), reference_000("temp-sensor-istanbul", now - 60, 17.95215062408679)),
+        ("m-2".into(), reference_000("temp-sensor-istanbul", now - 59, 17.93978667617052)),
+        ("m-3".into(), "{\"temperature\": 17.9".into()),
+    ]);
+    let response = runtime.invoke(&event, Duration::from_secs(30)).expect("invocation succeeds");
+    assert_eq!(response, json!({"batchItemFailures": []}));
+
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
+    let statistics = cloudwatch
+        .get_metric_statistics()
+        .namespace("IoT/E2E")
+        .metric_name("temperature")
+        .dimensions(Dimension::builder().name("device").value("temp-sensor-istanbul").build())
+        .start_time(DateTime::from_secs(now - 300))
+        .end_time(DateTime::from_secs(now + 60))
+        .period(60)
+        .statistics(Statistic::SampleCount)
+        .statistics(Statistic::Maximum)
+        .send()
+        .await
+        .unwrap();
+    let samples: f64 = statistics.datapoints().iter().filter_map(|p| p.sample_count()).sum();
+    let max = statistics.datapoints().iter().filter_map(|p| p.maximum()).fold(f64::MIN, f64::max);
+    assert_eq!(samples, 2.0);
+    assert_eq!(max, 17.95215062408679);
+
+    let objects = s3
+        .list_objects_v2()
+        .bucket("telemetry-dead-letters")
+        .prefix("telemetry-metrics/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(objects.contents().len(), 1, "one dead-letter object per invocation");
+    let key = objects.contents()[0].key().unwrap().to_owned();
+    let body = s3
+        .get_object()
+        .bucket("telemetry-dead-letters")
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let letter: Value = serde_json::from_slice(body.strip_suffix(b"\n").unwrap()).unwrap();
+    assert_eq!(letter["message_id"], "m-3");
+    assert_eq!(letter["payload"], "{\"temperature\": 17.9");
+    assert!(letter["reason"].as_str().unwrap().contains("not valid JSON"), "{letter}");
+
+    // Structured JSON logs carrying the counts.
+    let logs = function.output();
+    let processed: Vec<Value> = logs
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|log| log["fields"]["message"] == "processed")
+        .collect();
+    assert_eq!(processed.len(), 1, "{logs:#?}");
+    assert_eq!(processed[0]["fields"]["readings_accepted"], 2);
+    assert_eq!(processed[0]["fields"]["dead_lettered"], 1);
+    assert!(logs.iter().any(|line| line.contains("00000000-0000-4000-8000-000000000001")), "request id in the logs: {logs:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_emf_sink_writes_metrics_to_stdout() {
+    let runtime = LocalRuntime::start();
+    let dead_letters = std::env::temp_dir().join(format!("tm-dead-{}", std::process::id()));
+    let function = Function::start(
+        &runtime,
+        &[("DEAD_LETTER_URL", dead_letters.display().to_string())],
+    );
+    let now = Utc::now().timestamp();
+    // Reference 004: the device id is in the topic.
+    let event = json!({"light": 400, "topic": "nightlight-7f3a/telemetry", "received_at": now * 1000});
+    let response = runtime
+        .invoke(event.to_string().as_bytes(), Duration::from_secs(30))
+        .expect("invocation succeeds");
+    assert_eq!(response["readings_accepted"], 1);
+    let output = function.output().join("\n");
+    let emf: String = output.lines().filter(|l| l.contains("\"_aws\"")).collect::<Vec<_>>().join("\n");
+    let metrics = parse_emf(emf.as_bytes());
+    assert_eq!(metrics.len(), 1, "{output}");
+    assert_eq!(metrics[0].device, "nightlight-7f3a");
+    assert_eq!(metrics[0].metric, "light");
+    assert_eq!(metrics[0].value, 400.0);
+    assert_eq!(metrics[0].namespace, "IoT/Telemetry");
+
+    // Lambda only accepts JSON payloads; should one arrive broken anyway, the
+    // runtime reports an invocation error (the trigger retries), no panic.
+    let response = runtime.invoke(b"[1, 2", Duration::from_secs(30));
+    assert!(response.is_err(), "an event that is not JSON is an invocation error");
+    // And the function is still serving.
+    let again = runtime
+        .invoke(event.to_string().as_bytes(), Duration::from_secs(30))
+        .expect("still serving");
+    assert_eq!(again["readings_accepted"], 1);
+    let _ = std::fs::remove_dir_all(dead_letters);
+}
