@@ -58,7 +58,10 @@ impl MotoServer {
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen on {endpoint}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {endpoint}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         MotoServer { child, endpoint }
@@ -90,8 +93,7 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
-impl MotoServer {
-}
+impl MotoServer {}
 
 impl Drop for MotoServer {
     fn drop(&mut self) {
@@ -139,21 +141,38 @@ pub fn parse_emf(output: &[u8]) -> Vec<EmittedMetric> {
     let text = std::str::from_utf8(output).expect("EMF is UTF-8");
     let mut metrics = Vec::new();
     for line in text.lines() {
-        let doc: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("EMF line is JSON ({e}): {line}"));
+        let doc: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("EMF line is JSON ({e}): {line}"));
         let aws = &doc["_aws"];
         let timestamp_ms = aws["Timestamp"].as_i64().expect("EMF Timestamp in ms");
-        let directives = aws["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics");
+        let directives = aws["CloudWatchMetrics"]
+            .as_array()
+            .expect("CloudWatchMetrics");
         for directive in directives {
-            let namespace = directive["Namespace"].as_str().expect("Namespace").to_owned();
-            let dimension_set = directive["Dimensions"][0].as_array().expect("one dimension set");
+            let namespace = directive["Namespace"]
+                .as_str()
+                .expect("Namespace")
+                .to_owned();
+            let dimension_set = directive["Dimensions"][0]
+                .as_array()
+                .expect("one dimension set");
             assert!(dimension_set.len() <= 30, "EMF allows 30 dimensions");
             let definitions = directive["Metrics"].as_array().expect("Metrics");
-            assert!(definitions.len() <= 100, "EMF allows 100 metrics per document");
+            assert!(
+                definitions.len() <= 100,
+                "EMF allows 100 metrics per document"
+            );
             let dimensions: Vec<(String, String)> = dimension_set
                 .iter()
                 .map(|name| {
                     let name = name.as_str().unwrap();
-                    (name.to_owned(), doc[name].as_str().expect("dimension value is a string").to_owned())
+                    (
+                        name.to_owned(),
+                        doc[name]
+                            .as_str()
+                            .expect("dimension value is a string")
+                            .to_owned(),
+                    )
                 })
                 .collect();
             for definition in definitions {
@@ -169,7 +188,11 @@ pub fn parse_emf(output: &[u8]) -> Vec<EmittedMetric> {
                         value,
                         unit: definition["Unit"].as_str().unwrap_or("None").to_owned(),
                         timestamp_ms,
-                        dimensions: dimensions.iter().filter(|(n, _)| n != "device").cloned().collect(),
+                        dimensions: dimensions
+                            .iter()
+                            .filter(|(n, _)| n != "device")
+                            .cloned()
+                            .collect(),
                         namespace: namespace.clone(),
                     });
                 }
@@ -194,9 +217,16 @@ pub fn http_request(endpoint: &str, method: &str, path: &str, body: &[u8]) -> (u
     stream.read_to_end(&mut response).unwrap();
     let split = find(&response, b"\r\n\r\n").expect("HTTP response head");
     let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut body = response[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     (status, body)
@@ -209,7 +239,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(line_end) = find(body, b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -222,7 +254,12 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 /// The requests moto recorded since `start_recording`, as (action, body).
 pub fn recorded_actions(endpoint: &str) -> Vec<String> {
     use base64::Engine as _;
-    let (_, body) = http_request(endpoint, "GET", "/moto-api/recorder/download-recording", b"");
+    let (_, body) = http_request(
+        endpoint,
+        "GET",
+        "/moto-api/recorder/download-recording",
+        b"",
+    );
     String::from_utf8_lossy(&body)
         .lines()
         .filter(|line| !line.trim().is_empty())
@@ -230,7 +267,9 @@ pub fn recorded_actions(endpoint: &str) -> Vec<String> {
         .map(|entry| {
             let raw = entry["body"].as_str().unwrap_or_default();
             let mut bytes = if entry["body_encoded"].as_bool() == Some(true) {
-                base64::engine::general_purpose::STANDARD.decode(raw).unwrap_or_default()
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .unwrap_or_default()
             } else {
                 raw.as_bytes().to_vec()
             };
@@ -238,7 +277,9 @@ pub fn recorded_actions(endpoint: &str) -> Vec<String> {
             if bytes.starts_with(&[0x1f, 0x8b]) {
                 use std::io::Read;
                 let mut plain = Vec::new();
-                flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut plain).unwrap();
+                flate2::read::GzDecoder::new(&bytes[..])
+                    .read_to_end(&mut plain)
+                    .unwrap();
                 bytes = plain;
             }
             let body = String::from_utf8_lossy(&bytes).to_string();
@@ -314,7 +355,8 @@ pub(crate) fn read_request(stream: &mut std::net::TcpStream) -> Option<(String, 
         .lines()
         .find_map(|line| {
             let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
         })
         .unwrap_or(0usize);
     let mut body = vec![0u8; length];
@@ -332,7 +374,8 @@ fn forward(upstream: &str, head: &str, body: &[u8]) -> Vec<u8> {
         .collect();
     let request_head = format!("{}\r\nConnection: close\r\n\r\n", lines.join("\r\n"));
     use std::io::{Read, Write};
-    let mut upstream_stream = std::net::TcpStream::connect(upstream.trim_start_matches("http://")).unwrap();
+    let mut upstream_stream =
+        std::net::TcpStream::connect(upstream.trim_start_matches("http://")).unwrap();
     upstream_stream.write_all(request_head.as_bytes()).unwrap();
     upstream_stream.write_all(body).unwrap();
     let mut response = Vec::new();
@@ -340,17 +383,27 @@ fn forward(upstream: &str, head: &str, body: &[u8]) -> Vec<u8> {
     let split = find(&response, b"\r\n\r\n").unwrap();
     let response_head = String::from_utf8_lossy(&response[..split]).to_string();
     let mut response_body = response[split + 4..].to_vec();
-    if response_head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if response_head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         response_body = dechunk(&response_body);
     }
     let kept: Vec<&str> = response_head
         .lines()
         .filter(|line| {
             let lower = line.to_ascii_lowercase();
-            !lower.starts_with("content-length:") && !lower.starts_with("transfer-encoding:") && !lower.starts_with("connection:")
+            !lower.starts_with("content-length:")
+                && !lower.starts_with("transfer-encoding:")
+                && !lower.starts_with("connection:")
         })
         .collect();
-    let mut out = format!("{}\r\nContent-Length: {}\r\n\r\n", kept.join("\r\n"), response_body.len()).into_bytes();
+    let mut out = format!(
+        "{}\r\nContent-Length: {}\r\n\r\n",
+        kept.join("\r\n"),
+        response_body.len()
+    )
+    .into_bytes();
     out.extend_from_slice(&response_body);
     out
 }

@@ -57,7 +57,10 @@ impl LocalRuntime {
             format!("00000000-0000-4000-8000-{:012}", *counter)
         };
         let (lock, signal) = &*self.state;
-        lock.lock().unwrap().queue.push_back((id.clone(), event.to_vec()));
+        lock.lock()
+            .unwrap()
+            .queue
+            .push_back((id.clone(), event.to_vec()));
         signal.notify_all();
         let deadline = Instant::now() + timeout;
         let mut state = lock.lock().unwrap();
@@ -70,7 +73,10 @@ impl LocalRuntime {
                 return Err(serde_json::from_slice(error).unwrap_or(Value::Null));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "the function did not answer invocation {id} in {timeout:?}");
+            assert!(
+                !left.is_zero(),
+                "the function did not answer invocation {id} in {timeout:?}"
+            );
             state = signal.wait_timeout(state, left).unwrap().0;
         }
     }
@@ -80,7 +86,11 @@ fn serve(mut stream: TcpStream, shared: Arc<(Mutex<State>, Condvar)>) {
     let (lock, signal) = &*shared;
     while let Some((head, body)) = read_request(&mut stream) {
         let request_line = head.lines().next().unwrap_or_default().to_owned();
-        let path = request_line.split(' ').nth(1).unwrap_or_default().to_owned();
+        let path = request_line
+            .split(' ')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
         let reply = if path.ends_with("/runtime/invocation/next") {
             let mut state = lock.lock().unwrap();
             let (id, event) = loop {

@@ -56,7 +56,10 @@ async fn ten_thousand_readings_from_100_devices_take_one_call_and_read_back() {
         .await
         .unwrap();
 
-    assert_eq!(response.to_json(), serde_json::json!({"batchItemFailures": []}));
+    assert_eq!(
+        response.to_json(),
+        serde_json::json!({"batchItemFailures": []})
+    );
     assert_eq!(counts.readings_accepted, 10_000);
     // 100 devices x 2 minutes = 200 datums with folded values: one request,
     // where the IoT rule's CloudWatch action makes 10,000.
@@ -86,11 +89,20 @@ async fn ten_thousand_readings_from_100_devices_take_one_call_and_read_back() {
     let points = statistics.datapoints();
     let samples: f64 = points.iter().filter_map(|p| p.sample_count()).sum();
     let sum: f64 = points.iter().filter_map(|p| p.sum()).sum();
-    let max = points.iter().filter_map(|p| p.maximum()).fold(f64::MIN, f64::max);
-    let min = points.iter().filter_map(|p| p.minimum()).fold(f64::MAX, f64::min);
+    let max = points
+        .iter()
+        .filter_map(|p| p.maximum())
+        .fold(f64::MIN, f64::max);
+    let min = points
+        .iter()
+        .filter_map(|p| p.minimum())
+        .fold(f64::MAX, f64::min);
     let expected_sum: f64 = (0..100).map(|s| 20.0 + (s % 10) as f64 * 0.5).sum();
     assert_eq!(samples, 100.0);
-    assert!((sum - expected_sum).abs() < 1e-9, "sum {sum} != {expected_sum}");
+    assert!(
+        (sum - expected_sum).abs() < 1e-9,
+        "sum {sum} != {expected_sum}"
+    );
     assert_eq!((min, max), (20.0, 24.5));
 
     let data = client
@@ -137,7 +149,10 @@ async fn throttling_is_retried_and_persistent_failure_is_reported_per_record() {
         .process_metrics(&sqs_event(2, 3, start), "req-2", now_ms, &sink, &dead)
         .await
         .unwrap();
-    assert_eq!(response.to_json()["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(
+        response.to_json()["batchItemFailures"],
+        serde_json::json!([])
+    );
     assert_eq!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
 
     // Throttled on every attempt: each record is reported for retry, none is lost.
@@ -148,9 +163,19 @@ async fn throttling_is_retried_and_persistent_failure_is_reported_per_record() {
         .process_metrics(&sqs_event(2, 3, start), "req-3", now_ms, &sink, &dead)
         .await
         .unwrap();
-    let failures: Vec<Value> = response.to_json()["batchItemFailures"].as_array().unwrap().clone();
+    let failures: Vec<Value> = response.to_json()["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(failures.len(), 6, "{failures:?}");
     assert_eq!(counts.retried, 6);
-    assert_eq!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst), 2, "max attempts");
-    assert!(dead.letters.lock().unwrap().is_empty(), "transient failures are retried, not dead-lettered");
+    assert_eq!(
+        proxy.requests.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "max attempts"
+    );
+    assert!(
+        dead.letters.lock().unwrap().is_empty(),
+        "transient failures are retried, not dead-lettered"
+    );
 }

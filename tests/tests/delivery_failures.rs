@@ -42,13 +42,30 @@ const NOW_MS: i64 = 1_645_938_300_000;
 #[tokio::test]
 async fn one_bad_record_and_one_sink_failure_report_only_the_failed_record() {
     let event = sqs(&[
-        ("good", r#"{"timestamp": 1645938060, "device": "ok-sensor", "temperature": 17.9}"#),
-        ("bad", r#"{"timestamp": 1645938060, "device": "ok-sensor", "temperature": "hot"}"#),
-        ("throttled", r#"{"timestamp": 1645938061, "device": "unlucky", "temperature": 18.0}"#),
+        (
+            "good",
+            r#"{"timestamp": 1645938060, "device": "ok-sensor", "temperature": 17.9}"#,
+        ),
+        (
+            "bad",
+            r#"{"timestamp": 1645938060, "device": "ok-sensor", "temperature": "hot"}"#,
+        ),
+        (
+            "throttled",
+            r#"{"timestamp": 1645938061, "device": "unlucky", "temperature": 18.0}"#,
+        ),
     ]);
     let dead = CapturedDeadLetters::default();
     let (response, counts) = Pipeline::default()
-        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "unlucky" }, &dead)
+        .process_metrics(
+            &event,
+            "r",
+            NOW_MS,
+            &FailingFor {
+                bad_device: "unlucky",
+            },
+            &dead,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -58,22 +75,38 @@ async fn one_bad_record_and_one_sink_failure_report_only_the_failed_record() {
     let letters = dead.letters.lock().unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].message_id, "bad");
-    assert!(letters[0].reason.contains("no numeric field"), "{}", letters[0].reason);
+    assert!(
+        letters[0].reason.contains("no numeric field"),
+        "{}",
+        letters[0].reason
+    );
     assert_eq!(counts.retried, 1);
 }
 
 #[tokio::test]
 async fn dead_letters_that_cannot_be_written_are_retried_instead() {
-    let event = sqs(&[("bad", "not a reading"), ("good", r#"{"device": "d", "t": 1}"#)]);
+    let event = sqs(&[
+        ("bad", "not a reading"),
+        ("good", r#"{"device": "d", "t": 1}"#),
+    ]);
     let dead = CapturedDeadLetters {
         fail: true,
         ..Default::default()
     };
     let (response, _) = Pipeline::default()
-        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "none" }, &dead)
+        .process_metrics(
+            &event,
+            "r",
+            NOW_MS,
+            &FailingFor { bad_device: "none" },
+            &dead,
+        )
         .await
         .unwrap();
-    assert_eq!(response.to_json(), json!({"batchItemFailures": [{"itemIdentifier": "bad"}]}));
+    assert_eq!(
+        response.to_json(),
+        json!({"batchItemFailures": [{"itemIdentifier": "bad"}]})
+    );
 }
 
 #[tokio::test]
@@ -81,10 +114,21 @@ async fn asynchronous_triggers_fail_the_invocation_so_lambda_retries() {
     let event = std::fs::read(repo_root().join("events/iot-rule--temp.json")).unwrap();
     let dead = CapturedDeadLetters::default();
     let error = Pipeline::default()
-        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "temp-sensor-istanbul" }, &dead)
+        .process_metrics(
+            &event,
+            "r",
+            NOW_MS,
+            &FailingFor {
+                bad_device: "temp-sensor-istanbul",
+            },
+            &dead,
+        )
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("simulated throttling"), "{error}");
+    assert!(
+        error.to_string().contains("simulated throttling"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -96,7 +140,15 @@ async fn pubsub_push_over_http_answers_503_so_pubsub_redelivers() {
     };
     let dead = CapturedDeadLetters::default();
     let (response, _) = pipeline
-        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "temp-sensor-istanbul" }, &dead)
+        .process_metrics(
+            &event,
+            "r",
+            NOW_MS,
+            &FailingFor {
+                bad_device: "temp-sensor-istanbul",
+            },
+            &dead,
+        )
         .await
         .unwrap();
     assert_eq!(response.to_json()["statusCode"], 503);
@@ -107,7 +159,15 @@ async fn kinesis_reports_sequence_numbers() {
     let event = std::fs::read(repo_root().join("events/kinesis--temp.json")).unwrap();
     let dead = CapturedDeadLetters::default();
     let (response, _) = Pipeline::default()
-        .process_metrics(&event, "r", NOW_MS, &FailingFor { bad_device: "temp-sensor-istanbul" }, &dead)
+        .process_metrics(
+            &event,
+            "r",
+            NOW_MS,
+            &FailingFor {
+                bad_device: "temp-sensor-istanbul",
+            },
+            &dead,
+        )
         .await
         .unwrap();
     assert_eq!(

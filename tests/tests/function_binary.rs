@@ -79,24 +79,39 @@ async fn cloudwatch_sink_and_s3_dead_letters_through_the_binary() {
     let moto = MotoServer::start();
     let sdk = sdk_config(&moto.endpoint).await;
     let s3 = aws_sdk_s3::Client::new(&sdk);
-    s3.create_bucket().bucket("telemetry-dead-letters").send().await.unwrap();
+    s3.create_bucket()
+        .bucket("telemetry-dead-letters")
+        .send()
+        .await
+        .unwrap();
 
     let runtime = LocalRuntime::start();
     let mut env = moto.env();
     env.extend([
         ("METRICS_SINK", "cloudwatch".to_owned()),
         ("METRICS_NAMESPACE", "IoT/E2E".to_owned()),
-        ("DEAD_LETTER_URL", "s3://telemetry-dead-letters/telemetry-metrics".to_owned()),
+        (
+            "DEAD_LETTER_URL",
+            "s3://telemetry-dead-letters/telemetry-metrics".to_owned(),
+        ),
     ]);
     let function = Function::start(&runtime, &env);
 
     let now = Utc::now().timestamp();
     let event = sqs_event(&[
-        ("m-1".into(), reference_000("temp-sensor-istanbul", now - 60, 17.95215062408679)),
-        ("m-2".into(), reference_000("temp-sensor-istanbul", now - 59, 17.93978667617052)),
+        (
+            "m-1".into(),
+            reference_000("temp-sensor-istanbul", now - 60, 17.95215062408679),
+        ),
+        (
+            "m-2".into(),
+            reference_000("temp-sensor-istanbul", now - 59, 17.93978667617052),
+        ),
         ("m-3".into(), "{\"temperature\": 17.9".into()),
     ]);
-    let response = runtime.invoke(&event, Duration::from_secs(30)).expect("invocation succeeds");
+    let response = runtime
+        .invoke(&event, Duration::from_secs(30))
+        .expect("invocation succeeds");
     assert_eq!(response, json!({"batchItemFailures": []}));
 
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
@@ -104,7 +119,12 @@ async fn cloudwatch_sink_and_s3_dead_letters_through_the_binary() {
         .get_metric_statistics()
         .namespace("IoT/E2E")
         .metric_name("temperature")
-        .dimensions(Dimension::builder().name("device").value("temp-sensor-istanbul").build())
+        .dimensions(
+            Dimension::builder()
+                .name("device")
+                .value("temp-sensor-istanbul")
+                .build(),
+        )
         .start_time(DateTime::from_secs(now - 300))
         .end_time(DateTime::from_secs(now + 60))
         .period(60)
@@ -113,8 +133,16 @@ async fn cloudwatch_sink_and_s3_dead_letters_through_the_binary() {
         .send()
         .await
         .unwrap();
-    let samples: f64 = statistics.datapoints().iter().filter_map(|p| p.sample_count()).sum();
-    let max = statistics.datapoints().iter().filter_map(|p| p.maximum()).fold(f64::MIN, f64::max);
+    let samples: f64 = statistics
+        .datapoints()
+        .iter()
+        .filter_map(|p| p.sample_count())
+        .sum();
+    let max = statistics
+        .datapoints()
+        .iter()
+        .filter_map(|p| p.maximum())
+        .fold(f64::MIN, f64::max);
     assert_eq!(samples, 2.0);
     assert_eq!(max, 17.95215062408679);
 
@@ -125,7 +153,11 @@ async fn cloudwatch_sink_and_s3_dead_letters_through_the_binary() {
         .send()
         .await
         .unwrap();
-    assert_eq!(objects.contents().len(), 1, "one dead-letter object per invocation");
+    assert_eq!(
+        objects.contents().len(),
+        1,
+        "one dead-letter object per invocation"
+    );
     let key = objects.contents()[0].key().unwrap().to_owned();
     let body = s3
         .get_object()
@@ -142,7 +174,13 @@ async fn cloudwatch_sink_and_s3_dead_letters_through_the_binary() {
     let letter: Value = serde_json::from_slice(body.strip_suffix(b"\n").unwrap()).unwrap();
     assert_eq!(letter["message_id"], "m-3");
     assert_eq!(letter["payload"], "{\"temperature\": 17.9");
-    assert!(letter["reason"].as_str().unwrap().contains("not valid JSON"), "{letter}");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{letter}"
+    );
 
     // Structured JSON logs carrying the counts.
     let logs = function.output();
@@ -154,7 +192,11 @@ async fn cloudwatch_sink_and_s3_dead_letters_through_the_binary() {
     assert_eq!(processed.len(), 1, "{logs:#?}");
     assert_eq!(processed[0]["fields"]["readings_accepted"], 2);
     assert_eq!(processed[0]["fields"]["dead_lettered"], 1);
-    assert!(logs.iter().any(|line| line.contains("00000000-0000-4000-8000-000000000001")), "request id in the logs: {logs:#?}");
+    assert!(
+        logs.iter()
+            .any(|line| line.contains("00000000-0000-4000-8000-000000000001")),
+        "request id in the logs: {logs:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,13 +209,18 @@ async fn default_emf_sink_writes_metrics_to_stdout() {
     );
     let now = Utc::now().timestamp();
     // Reference 004: the device id is in the topic.
-    let event = json!({"light": 400, "topic": "nightlight-7f3a/telemetry", "received_at": now * 1000});
+    let event =
+        json!({"light": 400, "topic": "nightlight-7f3a/telemetry", "received_at": now * 1000});
     let response = runtime
         .invoke(event.to_string().as_bytes(), Duration::from_secs(30))
         .expect("invocation succeeds");
     assert_eq!(response["readings_accepted"], 1);
     let output = function.output().join("\n");
-    let emf: String = output.lines().filter(|l| l.contains("\"_aws\"")).collect::<Vec<_>>().join("\n");
+    let emf: String = output
+        .lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .collect::<Vec<_>>()
+        .join("\n");
     let metrics = parse_emf(emf.as_bytes());
     assert_eq!(metrics.len(), 1, "{output}");
     assert_eq!(metrics[0].device, "nightlight-7f3a");
@@ -184,7 +231,10 @@ async fn default_emf_sink_writes_metrics_to_stdout() {
     // Lambda only accepts JSON payloads; should one arrive broken anyway, the
     // runtime reports an invocation error (the trigger retries), no panic.
     let response = runtime.invoke(b"[1, 2", Duration::from_secs(30));
-    assert!(response.is_err(), "an event that is not JSON is an invocation error");
+    assert!(
+        response.is_err(),
+        "an event that is not JSON is an invocation error"
+    );
     // And the function is still serving.
     let again = runtime
         .invoke(event.to_string().as_bytes(), Duration::from_secs(30))

@@ -45,18 +45,21 @@ fn sorted(mut metrics: Vec<EmittedMetric>) -> Vec<EmittedMetric> {
 /// Every key of `expected` is in `actual` with the same value.
 fn assert_subset(expected: &Value, actual: &Value, file: &str) {
     for (key, value) in expected.as_object().unwrap() {
-        assert_eq!(&actual[key], value, "{file}: response field {key:?} in {actual}");
+        assert_eq!(
+            &actual[key], value,
+            "{file}: response field {key:?} in {actual}"
+        );
     }
 }
 
 async fn check(event_path: &Path) {
     let file = event_path.file_name().unwrap().to_str().unwrap().to_owned();
     let expected_path = repo_root().join("events/expected").join(&file);
-    let expected: Value = serde_json::from_slice(
-        &std::fs::read(&expected_path)
-            .unwrap_or_else(|_| panic!("{file} has no expectation at {}", expected_path.display())),
-    )
-    .unwrap();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(&expected_path).unwrap_or_else(|_| {
+            panic!("{file} has no expectation at {}", expected_path.display())
+        }))
+        .unwrap();
     let now_ms = chrono::DateTime::parse_from_rfc3339(expected["now"].as_str().unwrap())
         .unwrap()
         .timestamp_millis();
@@ -81,7 +84,11 @@ async fn check(event_path: &Path) {
     );
     let letters = dead.letters.lock().unwrap().clone();
     let expected_letters = expected["dead_letters"].as_array().unwrap();
-    assert_eq!(letters.len(), expected_letters.len(), "{file}: dead letters {letters:#?}");
+    assert_eq!(
+        letters.len(),
+        expected_letters.len(),
+        "{file}: dead letters {letters:#?}"
+    );
     for wanted in expected_letters {
         let id = wanted["message_id"].as_str().unwrap();
         let reason = wanted["reason"].as_str().unwrap();
@@ -89,8 +96,15 @@ async fn check(event_path: &Path) {
             .iter()
             .find(|l| l.message_id == id)
             .unwrap_or_else(|| panic!("{file}: no dead letter for message {id:?}: {letters:#?}"));
-        assert!(letter.reason.contains(reason), "{file}: reason {:?} lacks {reason:?}", letter.reason);
-        assert!(!letter.payload.is_empty(), "{file}: dead letter keeps the payload");
+        assert!(
+            letter.reason.contains(reason),
+            "{file}: reason {:?} lacks {reason:?}",
+            letter.reason
+        );
+        assert!(
+            !letter.payload.is_empty(),
+            "{file}: dead letter keeps the payload"
+        );
         assert_eq!(letter.request_id, "test-request");
     }
     assert_eq!(counts.dead_lettered, letters.len());
@@ -110,7 +124,11 @@ async fn every_sample_event_produces_its_expected_metrics() {
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 39, "events/ holds every trigger x payload: {}", files.len());
+    assert!(
+        files.len() >= 39,
+        "events/ holds every trigger x payload: {}",
+        files.len()
+    );
     for file in &files {
         check(file).await;
     }
@@ -120,6 +138,9 @@ async fn every_sample_event_produces_its_expected_metrics() {
 fn every_expectation_has_its_event() {
     for entry in std::fs::read_dir(repo_root().join("events/expected")).unwrap() {
         let name = entry.unwrap().file_name();
-        assert!(repo_root().join("events").join(&name).exists(), "{name:?} has no event");
+        assert!(
+            repo_root().join("events").join(&name).exists(),
+            "{name:?} has no event"
+        );
     }
 }

@@ -56,6 +56,8 @@ pub fn dead_letter_sink(
                 directory: directory.clone(),
             })
         }
-        (DeadLetterTarget::S3 { .. }, None) => unreachable!("the SDK config is loaded for S3 targets"),
+        (DeadLetterTarget::S3 { .. }, None) => {
+            unreachable!("the SDK config is loaded for S3 targets")
+        }
     }
 }

@@ -57,7 +57,12 @@ fn to_sdk_datum(datum: &Datum) -> MetricDatum {
     let dimensions = datum
         .dimensions
         .iter()
-        .map(|(name, value)| Dimension::builder().name(name.as_str()).value(value.as_str()).build())
+        .map(|(name, value)| {
+            Dimension::builder()
+                .name(name.as_str())
+                .value(value.as_str())
+                .build()
+        })
         .collect();
     MetricDatum::builder()
         .metric_name(datum.metric.as_str())

@@ -135,7 +135,10 @@ fn new_datum(
     datum_messages: &mut Vec<Vec<u32>>,
 ) -> usize {
     let mut dimensions = Vec::with_capacity(1 + reading.dimensions.len());
-    dimensions.push((CompactString::const_new(DEVICE_DIMENSION), reading.device.clone()));
+    dimensions.push((
+        CompactString::const_new(DEVICE_DIMENSION),
+        reading.device.clone(),
+    ));
     dimensions.extend(reading.dimensions.iter().cloned());
     datums.push(Datum {
         metric: reading.metric.clone(),
@@ -209,7 +212,15 @@ mod tests {
     fn folds_one_minute_of_one_metric_into_one_datum() {
         // 60 readings, one per second, 3 distinct values.
         let readings: Vec<Reading> = (0..60)
-            .map(|s| reading("d", "t", (s % 3) as f64, 1_645_938_000_000 + s * 1000, s as u32))
+            .map(|s| {
+                reading(
+                    "d",
+                    "t",
+                    (s % 3) as f64,
+                    1_645_938_000_000 + s * 1000,
+                    s as u32,
+                )
+            })
             .collect();
         let requests = plan_requests(&readings);
         assert_eq!(requests.len(), 1);
@@ -235,18 +246,30 @@ mod tests {
 
     #[test]
     fn splits_at_150_values_and_1000_datums() {
-        let readings: Vec<Reading> = (0..400).map(|i| reading("d", "t", i as f64, 0, i)).collect();
+        let readings: Vec<Reading> = (0..400)
+            .map(|i| reading("d", "t", i as f64, 0, i))
+            .collect();
         let requests = plan_requests(&readings);
         let sizes: Vec<usize> = requests[0].datums.iter().map(|d| d.values.len()).collect();
         assert_eq!(sizes, vec![150, 150, 100]);
 
         // 100 devices x 20 metrics = 2000 distinct datums -> 2 requests.
         let readings: Vec<Reading> = (0..2000)
-            .map(|i| reading(&format!("dev-{}", i / 20), &format!("m{}", i % 20), 1.0, 0, i))
+            .map(|i| {
+                reading(
+                    &format!("dev-{}", i / 20),
+                    &format!("m{}", i % 20),
+                    1.0,
+                    0,
+                    i,
+                )
+            })
             .collect();
         let requests = plan_requests(&readings);
         assert_eq!(requests.len(), 2);
-        assert!(requests.iter().all(|r| r.datums.len() <= MAX_DATUMS_PER_REQUEST));
+        assert!(requests
+            .iter()
+            .all(|r| r.datums.len() <= MAX_DATUMS_PER_REQUEST));
         let total: f64 = requests
             .iter()
             .flat_map(|r| &r.datums)
@@ -258,7 +281,15 @@ mod tests {
     #[test]
     fn stays_under_the_request_size_limit() {
         let readings: Vec<Reading> = (0..150_000)
-            .map(|i| reading(&format!("device-{}", i % 1000), "temperature", i as f64, 0, i))
+            .map(|i| {
+                reading(
+                    &format!("device-{}", i % 1000),
+                    "temperature",
+                    i as f64,
+                    0,
+                    i,
+                )
+            })
             .collect();
         for request in plan_requests(&readings) {
             let bytes: usize = request.datums.iter().map(Datum::estimated_bytes).sum();

@@ -33,7 +33,9 @@ impl DeadLetterTarget {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("DEAD_LETTER_URL {url:?} has no bucket; write s3://bucket/prefix"));
+                return Err(format!(
+                    "DEAD_LETTER_URL {url:?} has no bucket; write s3://bucket/prefix"
+                ));
             }
             return Ok(DeadLetterTarget::S3 {
                 bucket: bucket.to_owned(),
@@ -94,17 +96,27 @@ impl MetricsConfig {
             .filter(|n| !n.is_empty())
             .or_else(|| mappings.namespace.clone())
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
-        validate_namespace(&namespace).map_err(|why| invalid("METRICS_NAMESPACE", &namespace, why))?;
-        let sink = match lookup("METRICS_SINK").unwrap_or_default().to_ascii_lowercase().as_str() {
+        validate_namespace(&namespace)
+            .map_err(|why| invalid("METRICS_NAMESPACE", &namespace, why))?;
+        let sink = match lookup("METRICS_SINK")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "" | "emf" => MetricsSinkKind::Emf,
             "cloudwatch" | "api" => MetricsSinkKind::CloudWatch,
             other => {
-                return Err(invalid("METRICS_SINK", other, "expected \"emf\" or \"cloudwatch\"".into()))
+                return Err(invalid(
+                    "METRICS_SINK",
+                    other,
+                    "expected \"emf\" or \"cloudwatch\"".into(),
+                ))
             }
         };
         let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let dead_letters = match lookup("DEAD_LETTER_URL").filter(|u| !u.is_empty()) {
-            Some(url) => DeadLetterTarget::parse(&url).map_err(|why| invalid("DEAD_LETTER_URL", &url, why))?,
+            Some(url) => DeadLetterTarget::parse(&url)
+                .map_err(|why| invalid("DEAD_LETTER_URL", &url, why))?,
             None if in_lambda => DeadLetterTarget::Local(PathBuf::from(LAMBDA_DEAD_LETTER_DIR)),
             None => DeadLetterTarget::Local(PathBuf::from(DEFAULT_DEAD_LETTER_DIR)),
         };
@@ -115,7 +127,13 @@ impl MetricsConfig {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=20).contains(n))
-                .ok_or_else(|| invalid("CLOUDWATCH_MAX_ATTEMPTS", &text, "expected a whole number from 1 to 20".into()))?,
+                .ok_or_else(|| {
+                    invalid(
+                        "CLOUDWATCH_MAX_ATTEMPTS",
+                        &text,
+                        "expected a whole number from 1 to 20".into(),
+                    )
+                })?,
         };
         Ok(MetricsConfig {
             namespace,
@@ -131,8 +149,15 @@ impl MetricsConfig {
     }
 }
 
-fn parse_bool(lookup: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<bool, SettingError> {
-    match lookup(variable).unwrap_or_default().to_ascii_lowercase().as_str() {
+fn parse_bool(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+) -> Result<bool, SettingError> {
+    match lookup(variable)
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "" | "false" | "0" | "no" => Ok(false),
         "true" | "1" | "yes" => Ok(true),
         other => Err(SettingError::Invalid {
@@ -149,8 +174,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<MetricsConfig, SettingError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         MetricsConfig::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -159,7 +186,10 @@ mod tests {
         let config = config(&[]).unwrap();
         assert_eq!(config.namespace, DEFAULT_NAMESPACE);
         assert_eq!(config.sink, MetricsSinkKind::Emf);
-        assert_eq!(config.dead_letters, DeadLetterTarget::Local(DEFAULT_DEAD_LETTER_DIR.into()));
+        assert_eq!(
+            config.dead_letters,
+            DeadLetterTarget::Local(DEFAULT_DEAD_LETTER_DIR.into())
+        );
     }
 
     #[test]
@@ -177,9 +207,15 @@ mod tests {
         assert_eq!(config.sink, MetricsSinkKind::CloudWatch);
         assert_eq!(
             config.dead_letters,
-            DeadLetterTarget::S3 { bucket: "bucket".into(), prefix: "dead/letters".into() }
+            DeadLetterTarget::S3 {
+                bucket: "bucket".into(),
+                prefix: "dead/letters".into()
+            }
         );
-        assert_eq!(config.pipeline.verification_token.as_deref(), Some("s3cret"));
+        assert_eq!(
+            config.pipeline.verification_token.as_deref(),
+            Some("s3cret")
+        );
         assert!(config.pipeline.high_resolution);
         assert_eq!(config.max_attempts, 3);
     }
@@ -195,13 +231,19 @@ mod tests {
             ("PIPELINE_CONFIG", "/does/not/exist.toml"),
         ] {
             let error = config(&[(variable, value)]).unwrap_err().to_string();
-            assert!(error.contains(variable) && error.contains(value.trim_start_matches('/')), "{error}");
+            assert!(
+                error.contains(variable) && error.contains(value.trim_start_matches('/')),
+                "{error}"
+            );
         }
     }
 
     #[test]
     fn in_lambda_dead_letters_default_to_tmp() {
         let config = config(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap();
-        assert_eq!(config.dead_letters, DeadLetterTarget::Local(LAMBDA_DEAD_LETTER_DIR.into()));
+        assert_eq!(
+            config.dead_letters,
+            DeadLetterTarget::Local(LAMBDA_DEAD_LETTER_DIR.into())
+        );
     }
 }

@@ -144,7 +144,7 @@ mod tests {
         let letter = DeadLetter::new(&binary, "req", "bad".into(), 0);
         assert_eq!(letter.payload_encoding, "base64");
         assert_eq!(letter.payload_bytes(), vec![0xff, 0x00, 0x10]);
-        let lines = to_json_lines(&[letter.clone()]);
+        let lines = to_json_lines(std::slice::from_ref(&letter));
         let back: DeadLetter = serde_json::from_slice(lines.strip_suffix(b"\n").unwrap()).unwrap();
         assert_eq!(back, letter);
     }

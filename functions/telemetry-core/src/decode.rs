@@ -25,12 +25,27 @@ use crate::unit::Unit;
 const RULE_FIELDS: [&str; 4] = ["topic", "client_id", "clientid", "received_at"];
 /// Keys that name the device when no mapping says otherwise.
 const DEVICE_KEYS: [&str; 11] = [
-    "device", "device_id", "deviceId", "deviceName", "device_name", "thing", "thing_name",
-    "thingName", "sensor", "sensor_id", "sensorId",
+    "device",
+    "device_id",
+    "deviceId",
+    "deviceName",
+    "device_name",
+    "thing",
+    "thing_name",
+    "thingName",
+    "sensor",
+    "sensor_id",
+    "sensorId",
 ];
 /// Keys that hold the device's timestamp when no mapping says otherwise.
 const TIMESTAMP_KEYS: [&str; 7] = [
-    "timestamp", "ts", "time", "datetime", "date_time", "timestamp_ms", "time_ms",
+    "timestamp",
+    "ts",
+    "time",
+    "datetime",
+    "date_time",
+    "timestamp_ms",
+    "time_ms",
 ];
 /// The device id used when neither payload, attributes, client id nor topic name one.
 pub const UNKNOWN_DEVICE: &str = "unknown";
@@ -128,13 +143,12 @@ fn decode_bytes(
             let items: Vec<&RawValue> = serde_json::from_slice(trimmed)
                 .map_err(|error| DecodeError::Json(error.to_string()))?;
             for (position, item) in items.iter().enumerate() {
-                let fields: ObjectFields<'_> = serde_json::from_str(item.get()).map_err(|_| {
-                    DecodeError::Invalid {
+                let fields: ObjectFields<'_> =
+                    serde_json::from_str(item.get()).map_err(|_| DecodeError::Invalid {
                         field: format!("/{position}"),
                         value: truncate(item.get(), 60).to_owned(),
                         why: "an array payload must hold objects".into(),
-                    }
-                })?;
+                    })?;
                 decode_object_payload(mappings, &fields, context, out, false)?;
             }
             Ok(())
@@ -250,7 +264,11 @@ impl<'a> View<'_, 'a> {
     }
 }
 
-fn resolve<'a>(source: &'a FieldSource, view: View<'_, 'a>, context: &'a Context<'a>) -> Option<Field<'a>> {
+fn resolve<'a>(
+    source: &'a FieldSource,
+    view: View<'_, 'a>,
+    context: &'a Context<'a>,
+) -> Option<Field<'a>> {
     match source {
         FieldSource::Pointer(pointer) => match view {
             View::Object(fields) => {
@@ -269,7 +287,10 @@ fn resolve<'a>(source: &'a FieldSource, view: View<'_, 'a>, context: &'a Context
                     .map(|column| Field::Text(Cow::Borrowed(*column)))
             }
         },
-        FieldSource::Topic => context.topic.as_deref().map(|t| Field::Text(Cow::Borrowed(t))),
+        FieldSource::Topic => context
+            .topic
+            .as_deref()
+            .map(|t| Field::Text(Cow::Borrowed(t))),
         FieldSource::TopicSegment(index) => context
             .topic
             .as_deref()
@@ -279,7 +300,10 @@ fn resolve<'a>(source: &'a FieldSource, view: View<'_, 'a>, context: &'a Context
             .message
             .attribute(name)
             .map(|value| Field::Text(Cow::Borrowed(value))),
-        FieldSource::ClientId => context.client_id.as_deref().map(|c| Field::Text(Cow::Borrowed(c))),
+        FieldSource::ClientId => context
+            .client_id
+            .as_deref()
+            .map(|c| Field::Text(Cow::Borrowed(c))),
         FieldSource::MessageId => Some(Field::Text(Cow::Borrowed(context.message.id.as_ref()))),
         FieldSource::Constant(value) => Some(Field::Text(Cow::Borrowed(value))),
     }
@@ -477,7 +501,11 @@ fn apply_rule(
     Ok(reading)
 }
 
-fn auto_device(view: View<'_, '_>, context: &Context<'_>, consumed: &mut Vec<&str>) -> CompactString {
+fn auto_device(
+    view: View<'_, '_>,
+    context: &Context<'_>,
+    consumed: &mut Vec<&str>,
+) -> CompactString {
     if let View::Object(fields) = view {
         for key in DEVICE_KEYS {
             if let Some(Field::Text(text)) = fields.get(key) {
@@ -498,7 +526,10 @@ fn auto_device(view: View<'_, '_>, context: &Context<'_>, consumed: &mut Vec<&st
 
 /// The device's own timestamp under a conventional key (or, for text, the
 /// first column that reads as a date), if any.
-fn auto_timestamp(view: View<'_, '_>, consumed: &mut Vec<&str>) -> Result<Option<i64>, DecodeError> {
+fn auto_timestamp(
+    view: View<'_, '_>,
+    consumed: &mut Vec<&str>,
+) -> Result<Option<i64>, DecodeError> {
     match view {
         View::Object(fields) => {
             for key in TIMESTAMP_KEYS {

@@ -25,8 +25,7 @@ pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize
     let mut metrics: Vec<(usize, Vec<f64>)> = Vec::with_capacity(8);
     let mut group_start = 0;
     for (index, reading) in readings.iter().enumerate() {
-        let starts_new_group =
-            index > 0 && !same_document(&readings[group_start], reading);
+        let starts_new_group = index > 0 && !same_document(&readings[group_start], reading);
         if starts_new_group {
             write_document(namespace, readings, group_start, &mut metrics, out);
             documents += 1;
@@ -185,18 +184,25 @@ mod tests {
 
     #[test]
     fn respects_the_100_metric_and_100_value_limits() {
-        let many_metrics: Vec<Reading> =
-            (0..250).map(|i| reading("a", &format!("m{i}"), 1.0, 0)).collect();
+        let many_metrics: Vec<Reading> = (0..250)
+            .map(|i| reading("a", &format!("m{i}"), 1.0, 0))
+            .collect();
         let mut out = Vec::new();
         assert_eq!(encode("N", &many_metrics, &mut out), 3);
         for doc in lines(&out) {
-            let defined = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len();
+            let defined = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+                .len();
             assert!(defined <= MAX_METRICS_PER_DOCUMENT);
         }
         let many_values: Vec<Reading> = (0..250).map(|i| reading("a", "t", i as f64, 0)).collect();
         let mut out = Vec::new();
         assert_eq!(encode("N", &many_values, &mut out), 3);
-        let total: usize = lines(&out).iter().map(|d| d["t"].as_array().unwrap().len()).sum();
+        let total: usize = lines(&out)
+            .iter()
+            .map(|d| d["t"].as_array().unwrap().len())
+            .sum();
         assert_eq!(total, 250);
     }
 }

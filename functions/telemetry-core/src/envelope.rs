@@ -522,9 +522,15 @@ fn sns_message(record: Record<'_>) -> RawMessage<'_> {
 
 fn kinesis_message(record: Record<'_>) -> RawMessage<'_> {
     let Some(kinesis) = record.kinesis else {
-        return broken(MessageSource::Kinesis, "", "the Kinesis record has no `kinesis` object");
+        return broken(
+            MessageSource::Kinesis,
+            "",
+            "the Kinesis record has no `kinesis` object",
+        );
     };
-    let mut message = match base64::engine::general_purpose::STANDARD.decode(kinesis.data.as_bytes()) {
+    let mut message = match base64::engine::general_purpose::STANDARD
+        .decode(kinesis.data.as_bytes())
+    {
         Ok(data) => RawMessage::new(
             MessageSource::Kinesis,
             kinesis.sequence_number.0,
@@ -648,8 +654,11 @@ fn parse_http<'a>(top: &TopLevel<'a>) -> Result<Envelope<'a>, EnvelopeError> {
     let message = match serde_json::from_slice::<PubSubPushEnvelope<'_>>(&body) {
         Ok(envelope) => pubsub_message(envelope.message).into_owned(),
         Err(error) => {
-            let mut message =
-                RawMessage::new(MessageSource::PubSub, Cow::Borrowed(""), Cow::Owned(body.clone()));
+            let mut message = RawMessage::new(
+                MessageSource::PubSub,
+                Cow::Borrowed(""),
+                Cow::Owned(body.clone()),
+            );
             message.problem = Some(format!(
                 "HTTP body is not a Pub/Sub push envelope ({{\"message\": {{\"data\": ...}}, \"subscription\": ...}}): {error}"
             ));

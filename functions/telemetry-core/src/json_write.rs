@@ -53,7 +53,12 @@ mod tests {
 
     #[test]
     fn strings_round_trip_through_serde() {
-        for text in ["plain", "quote \" and \\ back", "line\nbreak\u{1}", "유니코드 ✓"] {
+        for text in [
+            "plain",
+            "quote \" and \\ back",
+            "line\nbreak\u{1}",
+            "유니코드 ✓",
+        ] {
             let mut out = Vec::new();
             write_str(&mut out, text);
             let back: String = serde_json::from_slice(&out).unwrap();

@@ -177,7 +177,10 @@ pub enum ConfigError {
     #[error("cannot read the pipeline config {path}: {error} (set PIPELINE_CONFIG to a readable TOML file)")]
     Read { path: String, error: std::io::Error },
     #[error("pipeline config{}: {message}", path.as_deref().map(|p| format!(" {p}")).unwrap_or_default())]
-    Syntax { path: Option<String>, message: String },
+    Syntax {
+        path: Option<String>,
+        message: String,
+    },
     #[error("pipeline config{}: mapping {mapping:?}: `{field}`: {why}", path.as_deref().map(|p| format!(" {p}")).unwrap_or_default())]
     Field {
         path: Option<String>,
@@ -193,9 +196,15 @@ impl ConfigError {
     fn in_file(self, file: &Path) -> Self {
         let file = Some(file.display().to_string());
         match self {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax { path: file, message },
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: file,
+                message,
+            },
             ConfigError::Field {
-                mapping, field, why, ..
+                mapping,
+                field,
+                why,
+                ..
             } => ConfigError::Field {
                 path: file,
                 mapping,
@@ -265,7 +274,10 @@ struct MetricSpec {
 }
 
 fn compile_mapping(index: usize, spec: MappingSpec) -> Result<Mapping, ConfigError> {
-    let name = spec.name.clone().unwrap_or_else(|| format!("#{}", index + 1));
+    let name = spec
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("#{}", index + 1));
     let fail = |field: &str, why: String| ConfigError::Field {
         path: None,
         mapping: name.clone(),
@@ -301,7 +313,10 @@ fn compile_mapping(index: usize, spec: MappingSpec) -> Result<Mapping, ConfigErr
     let offset = match spec.timezone.as_deref() {
         None => FixedOffset::east_opt(0).expect("zero offset"),
         Some(text) => parse_offset(text).ok_or_else(|| {
-            fail("timezone", format!("{text:?} is not an offset; write \"+09:00\", \"-0530\" or \"UTC\""))
+            fail(
+                "timezone",
+                format!("{text:?} is not an offset; write \"+09:00\", \"-0530\" or \"UTC\""),
+            )
         })?,
     };
     let timestamp_format = match spec.timestamp_format.as_deref() {
@@ -313,7 +328,11 @@ fn compile_mapping(index: usize, spec: MappingSpec) -> Result<Mapping, ConfigErr
             )
         })?,
     };
-    let device = spec.device.as_deref().map(|t| source("device", t)).transpose()?;
+    let device = spec
+        .device
+        .as_deref()
+        .map(|t| source("device", t))
+        .transpose()?;
     let timestamp = spec
         .timestamp
         .as_deref()
@@ -335,9 +354,10 @@ fn compile_mapping(index: usize, spec: MappingSpec) -> Result<Mapping, ConfigErr
         };
         let unit = match (metric.unit, metric.unit_from) {
             (None, None) => UnitSource::Fixed(Unit::None),
-            (Some(fixed), None) => UnitSource::Fixed(Unit::parse(&fixed).ok_or_else(|| {
-                fail(&format!("{label}.unit"), unknown_unit_message(&fixed))
-            })?),
+            (Some(fixed), None) => UnitSource::Fixed(
+                Unit::parse(&fixed)
+                    .ok_or_else(|| fail(&format!("{label}.unit"), unknown_unit_message(&fixed)))?,
+            ),
             (None, Some(from)) => UnitSource::From(source(&format!("{label}.unit_from"), &from)?),
             (Some(_), Some(_)) => {
                 return Err(fail(&label, "give `unit` or `unit_from`, not both".into()))
@@ -388,7 +408,17 @@ mod tests {
 
     #[test]
     fn field_sources_parse_and_display_round_trip() {
-        for text in ["/device", "/0", "topic", "topic[1]", "topic[-2]", "attribute:deviceId", "client_id", "message_id", "const:lab"] {
+        for text in [
+            "/device",
+            "/0",
+            "topic",
+            "topic[1]",
+            "topic[-2]",
+            "attribute:deviceId",
+            "client_id",
+            "message_id",
+            "const:lab",
+        ] {
             assert_eq!(FieldSource::parse(text).unwrap().to_string(), text);
         }
         let error = FieldSource::parse("device").unwrap_err();
@@ -434,10 +464,19 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(error.contains("\"m\"") && error.contains("metric[0].unit") && error.contains("Celsius"), "{error}");
-        let error = Mappings::parse("[[mapping]]\ndevise = \"/d\"\n").unwrap_err().to_string();
+        assert!(
+            error.contains("\"m\"")
+                && error.contains("metric[0].unit")
+                && error.contains("Celsius"),
+            "{error}"
+        );
+        let error = Mappings::parse("[[mapping]]\ndevise = \"/d\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("devise"), "{error}");
-        let error = Mappings::parse("[[mapping]]\ntopic = \"a/#/b\"\n").unwrap_err().to_string();
+        let error = Mappings::parse("[[mapping]]\ntopic = \"a/#/b\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("a/#/b"), "{error}");
     }
 }

@@ -101,7 +101,10 @@ pub struct ObjectFields<'a>(pub Vec<(Cow<'a, str>, Field<'a>)>);
 
 impl<'a> ObjectFields<'a> {
     pub fn get(&self, key: &str) -> Option<&Field<'a>> {
-        self.0.iter().find(|(name, _)| name == key).map(|(_, field)| field)
+        self.0
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, field)| field)
     }
 
     /// Resolves an RFC 6901 JSON pointer (`/a/b/0`).
@@ -139,7 +142,9 @@ fn field_from_value(value: &serde_json::Value) -> Field<'static> {
     match value {
         serde_json::Value::Null => Field::Null,
         serde_json::Value::Bool(flag) => Field::Bool(*flag),
-        serde_json::Value::Number(number) => number.as_f64().map(Field::Number).unwrap_or(Field::Null),
+        serde_json::Value::Number(number) => {
+            number.as_f64().map(Field::Number).unwrap_or(Field::Null)
+        }
         serde_json::Value::String(text) => Field::Text(Cow::Owned(text.clone())),
         other => Field::Text(Cow::Owned(other.to_string())),
     }
@@ -162,7 +167,9 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for ObjectFields<'a> {
                 Ok(ObjectFields(fields))
             }
         }
-        deserializer.deserialize_map(FieldsVisitor).map_err(de::Error::custom)
+        deserializer
+            .deserialize_map(FieldsVisitor)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -173,7 +180,9 @@ pub fn split_columns(text: &str, delimiter: char) -> Vec<&str> {
 
 /// The delimiter a text payload most likely uses, if any.
 pub fn guess_delimiter(text: &str) -> Option<char> {
-    ['|', ',', ';', '\t'].into_iter().find(|d| text.contains(*d))
+    ['|', ',', ';', '\t']
+        .into_iter()
+        .find(|d| text.contains(*d))
 }
 
 #[cfg(test)]
@@ -184,7 +193,10 @@ mod tests {
     fn splits_an_object_without_copying_plain_strings() {
         let payload = br#"{"device":"t-1","temperature":17.5,"ok":true,"meta":{"fw":"1.2"},"n":null,"q":"a\"b"}"#;
         let fields: ObjectFields = serde_json::from_slice(payload).unwrap();
-        assert!(matches!(fields.get("device"), Some(Field::Text(Cow::Borrowed("t-1")))));
+        assert!(matches!(
+            fields.get("device"),
+            Some(Field::Text(Cow::Borrowed("t-1")))
+        ));
         assert_eq!(fields.get("temperature"), Some(&Field::Number(17.5)));
         assert_eq!(fields.get("ok"), Some(&Field::Bool(true)));
         assert_eq!(fields.get("n"), Some(&Field::Null));
@@ -204,7 +216,10 @@ mod tests {
 
     #[test]
     fn columns_and_delimiters() {
-        assert_eq!(split_columns("2020-7-13 22:43:23|3500\n", '|'), vec!["2020-7-13 22:43:23", "3500"]);
+        assert_eq!(
+            split_columns("2020-7-13 22:43:23|3500\n", '|'),
+            vec!["2020-7-13 22:43:23", "3500"]
+        );
         assert_eq!(guess_delimiter("a,b"), Some(','));
         assert_eq!(guess_delimiter("3500"), None);
     }

@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::decode::decode_message;
 use crate::deadletter::DeadLetter;
+use crate::decode::decode_message;
 use crate::envelope::{parse_event, EventKind, HttpRequestInfo, RawMessage};
 use crate::mapping::Mappings;
 use crate::reading::Reading;
@@ -191,7 +191,9 @@ impl Pipeline {
                 let letter = DeadLetter::whole_event(event, request_id, reason.clone(), now_ms);
                 return match dead_letters.write(&[letter]).await {
                     Ok(location) => Ok((
-                        Response::Summary(json!({"dead_lettered": 1, "reason": reason, "dead_letters": location})),
+                        Response::Summary(
+                            json!({"dead_lettered": 1, "reason": reason, "dead_letters": location}),
+                        ),
                         Counts {
                             messages: 1,
                             dead_lettered: 1,
@@ -229,7 +231,8 @@ impl Pipeline {
         if !batch.dead_letters.is_empty() {
             match dead_letters.write(&batch.dead_letters).await {
                 Ok(location) => {
-                    for (letter, _) in batch.dead_letters.iter().zip(&batch.dead_lettered_messages) {
+                    for (letter, _) in batch.dead_letters.iter().zip(&batch.dead_lettered_messages)
+                    {
                         tracing::warn!(
                             message_id = %letter.message_id,
                             source = %letter.source,
@@ -315,7 +318,14 @@ pub fn finish(
 }
 
 impl DecodedBatch<'_> {
-    fn reject(&mut self, message: &RawMessage<'_>, index: u32, reason: String, request_id: &str, now_ms: i64) {
+    fn reject(
+        &mut self,
+        message: &RawMessage<'_>,
+        index: u32,
+        reason: String,
+        request_id: &str,
+        now_ms: i64,
+    ) {
         self.dead_letters
             .push(DeadLetter::new(message, request_id, reason, now_ms));
         self.dead_lettered_messages.push(index);

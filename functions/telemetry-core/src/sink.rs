@@ -111,9 +111,10 @@ impl Write for SharedBuffer {
 #[async_trait]
 impl DeadLetterSink for LocalDeadLetters {
     async fn write(&self, letters: &[DeadLetter]) -> Result<String, DeadLetterError> {
-        self.write_blocking(letters).map_err(|error| DeadLetterError {
-            destination: self.directory.display().to_string(),
-            reason: error.to_string(),
-        })
+        self.write_blocking(letters)
+            .map_err(|error| DeadLetterError {
+                destination: self.directory.display().to_string(),
+                reason: error.to_string(),
+            })
     }
 }

@@ -174,7 +174,10 @@ mod tests {
             Some(1_594_680_203_000)
         );
         let format = TimestampFormat::from_name("%d/%m/%Y %H:%M", utc()).unwrap();
-        assert_eq!(format.from_text("13/07/2020 22:43"), Some(1_594_680_180_000));
+        assert_eq!(
+            format.from_text("13/07/2020 22:43"),
+            Some(1_594_680_180_000)
+        );
         assert_eq!(format.from_text("2020-07-13"), None);
     }
 
@@ -194,6 +197,9 @@ mod tests {
 
     #[test]
     fn renders_rfc3339() {
-        assert_eq!(millis_to_rfc3339(1_645_938_060_000), "2022-02-27T05:01:00.000Z");
+        assert_eq!(
+            millis_to_rfc3339(1_645_938_060_000),
+            "2022-02-27T05:01:00.000Z"
+        );
     }
 }

@@ -87,7 +87,8 @@ pub fn device_from_topic(topic: &str) -> Option<&str> {
                 return Some(next);
             }
         }
-        if matches!(segment, "telemetry" | "events" | "state" | "data") && segments.peek().is_none() {
+        if matches!(segment, "telemetry" | "events" | "state" | "data") && segments.peek().is_none()
+        {
             return previous.filter(|p| !p.is_empty());
         }
         previous = Some(segment);
@@ -135,8 +136,14 @@ mod tests {
     #[test]
     fn device_ids_come_from_common_topic_layouts() {
         assert_eq!(device_from_topic("devices/pi-7/telemetry"), Some("pi-7"));
-        assert_eq!(device_from_topic("$aws/things/lamp/shadow/update"), Some("lamp"));
-        assert_eq!(device_from_topic("nightlight-42/telemetry"), Some("nightlight-42"));
+        assert_eq!(
+            device_from_topic("$aws/things/lamp/shadow/update"),
+            Some("lamp")
+        );
+        assert_eq!(
+            device_from_topic("nightlight-42/telemetry"),
+            Some("nightlight-42")
+        );
         assert_eq!(device_from_topic("random/topic"), None);
     }
 }

@@ -165,7 +165,10 @@ mod tests {
 
     #[test]
     fn accepts_a_normal_reading() {
-        assert_eq!(validate(&reading("temperature", 17.95, NOW - 40_000), NOW), Ok(()));
+        assert_eq!(
+            validate(&reading("temperature", 17.95, NOW - 40_000), NOW),
+            Ok(())
+        );
         assert_eq!(validate(&reading("zero", 0.0, NOW), NOW), Ok(()));
     }
 
@@ -185,11 +188,19 @@ mod tests {
         ];
         for (reading, expected) in cases {
             let error = validate(&reading, NOW).unwrap_err().to_string();
-            assert!(error.contains(expected), "{error:?} should mention {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{error:?} should mention {expected:?}"
+            );
         }
         let mut many = reading("t", 1.0, NOW);
-        many.dimensions = (0..30).map(|i| (format!("d{i}").into(), "v".into())).collect();
-        assert!(validate(&many, NOW).unwrap_err().to_string().contains("31 dimensions"));
+        many.dimensions = (0..30)
+            .map(|i| (format!("d{i}").into(), "v".into()))
+            .collect();
+        assert!(validate(&many, NOW)
+            .unwrap_err()
+            .to_string()
+            .contains("31 dimensions"));
     }
 
     #[test]

@@ -15,8 +15,10 @@ async fn main() -> Result<(), Error> {
         tracing::error!(%error, "invalid configuration");
     })?;
     let app: &'static MetricsApp = Box::leak(Box::new(MetricsApp::build(config).await));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| handle(app, event)))
-        .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
+        handle(app, event)
+    }))
+    .await
 }
 
 async fn handle(app: &MetricsApp, event: LambdaEvent<Box<RawValue>>) -> Result<Value, Error> {

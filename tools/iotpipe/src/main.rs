@@ -40,12 +40,16 @@ async fn replay(args: &[String]) -> Result<(), String> {
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--now" => {
-                let text = rest.next().ok_or("--now needs a time such as 2022-02-27T05:05:00Z")?;
+                let text = rest
+                    .next()
+                    .ok_or("--now needs a time such as 2022-02-27T05:05:00Z")?;
                 let time = chrono::DateTime::parse_from_rfc3339(text)
                     .map_err(|error| format!("--now {text:?}: {error}"))?;
                 now_ms = Some(time.timestamp_millis());
             }
-            flag if flag.starts_with('-') => return Err(format!("unknown option {flag:?}\n{USAGE}")),
+            flag if flag.starts_with('-') => {
+                return Err(format!("unknown option {flag:?}\n{USAGE}"))
+            }
             path => inputs.push(PathBuf::from(path)),
         }
     }
