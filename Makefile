@@ -8,19 +8,25 @@ VENV      := .venv
 PYTHON    ?= python3
 STAMP_TEST := $(VENV)/.installed-test
 STAMP_LINT := $(VENV)/.installed-lint
+# The SAM CLI pins its own boto stack: it gets a virtualenv of its own.
+DEPLOY_VENV := .venv-deploy
+STAMP_DEPLOY := $(DEPLOY_VENV)/.installed
+STACK_NAME ?= iotpipe
 CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
 # The clock the sample events were written for (see tools/make_events.py).
 SAMPLE_NOW   := 2022-02-27T05:05:00Z
 SAMPLE_TOKEN := sample-token
 WATCH_PORT   ?= 9761
 
-.PHONY: help setup build run test invoke-samples events lint fmt clippy clean
+.PHONY: help setup build run test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
 
 help:
 	@echo "make run             replay events/ through telemetry-metrics, print the metrics"
 	@echo "make test            run every test (installs moto into .venv first)"
 	@echo "make invoke-samples  cargo lambda watch + cargo lambda invoke for every sample event"
-	@echo "make lint            rustfmt, clippy -D warnings"
+	@echo "make lint            rustfmt, clippy -D warnings, cfn-lint and checkov on infra/template.yaml"
+	@echo "make deploy          sam build + sam deploy --guided (needs AWS credentials)"
+	@echo "make destroy         delete the stack (STACK_NAME=$(STACK_NAME))"
 	@echo "make events          regenerate events/ from tools/make_events.py"
 
 $(VENV)/bin/python:
@@ -35,6 +41,11 @@ $(STAMP_LINT): requirements-lint.txt | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-lint.txt
 	touch $@
 
+$(STAMP_DEPLOY): requirements-deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
+	touch $@
+
 setup: $(STAMP_TEST)
 
 build:
@@ -46,7 +57,7 @@ run: setup
 	@echo "dead letters (rejected messages, with reasons) are in ./dead-letters/"
 
 # The tests run the function binaries, so build them first.
-test: setup build
+test: setup build lint
 	cargo test --workspace
 	$(MAKE) --no-print-directory invoke-samples
 
@@ -81,7 +92,23 @@ invoke-samples: setup
 events:
 	$(PYTHON) tools/make_events.py
 
-lint: fmt clippy
+lint: fmt clippy lint-infra
+
+# Any skipped check is listed in the template with its reason.
+lint-infra: $(STAMP_LINT)
+	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- infra/template.yaml
+	$(VENV)/bin/checkov -f infra/template.yaml --framework cloudformation --skip-download --quiet --compact
+
+# Builds every function for arm64 with cargo-lambda (through SAM's
+# rust-cargolambda build method) and deploys the stack, asking for the
+# parameters the first time (saved to samconfig.toml).
+deploy: $(STAMP_DEPLOY) $(STAMP_TEST)
+	export PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH"; \
+	sam build --template-file infra/template.yaml --beta-features && \
+	sam deploy --guided --stack-name $(STACK_NAME) --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND
+
+destroy: $(STAMP_DEPLOY)
+	$(DEPLOY_VENV)/bin/sam delete --stack-name $(STACK_NAME)
 
 fmt:
 	cargo fmt --all -- --check
@@ -91,4 +118,4 @@ clippy:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) dead-letters warehouse
+	rm -rf $(VENV) $(DEPLOY_VENV) .aws-sam dead-letters warehouse

@@ -218,7 +218,8 @@ async fn default_emf_sink_writes_metrics_to_stdout() {
     let output = function.output().join("\n");
     let emf: String = output
         .lines()
-        .filter(|l| l.contains("\"_aws\""))
+        // Device metrics; the pipeline's own counts carry `function` instead.
+        .filter(|l| l.contains("\"_aws\"") && l.contains("\"device\""))
         .collect::<Vec<_>>()
         .join("\n");
     let metrics = parse_emf(emf.as_bytes());

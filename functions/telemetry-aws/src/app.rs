@@ -1,15 +1,25 @@
 //! Builds the sinks a function's configuration asks for, once per cold start.
 
+use std::io::Write;
+
 use telemetry_core::config::{DeadLetterTarget, MetricsConfig, MetricsSinkKind};
 use telemetry_core::deadletter::LocalDeadLetters;
+use telemetry_core::emf::encode_pipeline_counts;
+use telemetry_core::pipeline::Counts;
 use telemetry_core::sink::{DeadLetterSink, EmfSink, MetricsSink};
+use telemetry_core::validate::validate_namespace;
 
 /// Everything `telemetry-metrics` needs per invocation.
 pub struct MetricsApp {
     pub config: MetricsConfig,
     pub metrics: Box<dyn MetricsSink>,
     pub dead_letters: Box<dyn DeadLetterSink>,
+    /// `<namespace>/Pipeline`, where the function's own counts go.
+    pub pipeline_namespace: Option<String>,
 }
+
+/// The `function` dimension of the pipeline counts.
+pub const METRICS_FUNCTION: &str = "telemetry-metrics";
 
 impl MetricsApp {
     /// Builds the sinks; loads the AWS SDK configuration only if a sink needs it.
@@ -28,10 +38,31 @@ impl MetricsApp {
             _ => Box::new(EmfSink::stdout(&config.namespace)),
         };
         let dead_letters = dead_letter_sink(&config.dead_letters, sdk.as_ref());
+        let pipeline_namespace = format!("{}/Pipeline", config.namespace);
+        let pipeline_namespace = match validate_namespace(&pipeline_namespace) {
+            Ok(()) => Some(pipeline_namespace),
+            Err(why) => {
+                tracing::warn!(%why, "pipeline counts are not published");
+                None
+            }
+        };
         MetricsApp {
             config,
             metrics,
             dead_letters,
+            pipeline_namespace,
+        }
+    }
+
+    /// Publishes an invocation's counts as one EMF line on stdout.
+    pub fn publish_counts(&self, counts: &Counts, now_ms: i64) {
+        let Some(namespace) = &self.pipeline_namespace else {
+            return;
+        };
+        let mut line = Vec::with_capacity(512);
+        encode_pipeline_counts(namespace, METRICS_FUNCTION, counts, now_ms, &mut line);
+        if let Err(error) = std::io::stdout().lock().write_all(&line) {
+            tracing::warn!(%error, "cannot write pipeline counts");
         }
     }
 }

@@ -11,6 +11,19 @@ pub const DEFAULT_DEAD_LETTER_DIR: &str = "./dead-letters";
 /// Lambda's only writable directory.
 pub const LAMBDA_DEAD_LETTER_DIR: &str = "/tmp/dead-letters";
 
+/// Every environment variable `telemetry-metrics` reads (the infrastructure
+/// test checks the template sets no other).
+pub const METRICS_ENV_VARS: &[&str] = &[
+    "PIPELINE_CONFIG",
+    "METRICS_NAMESPACE",
+    "METRICS_SINK",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "DEAD_LETTER_URL",
+    "METRICS_HIGH_RESOLUTION",
+    "CLOUDWATCH_MAX_ATTEMPTS",
+    "PUBSUB_VERIFICATION_TOKEN",
+];
+
 /// Which metrics backend to use (`METRICS_SINK`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricsSinkKind {
@@ -236,6 +249,22 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn reads_exactly_the_documented_variables() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        MetricsConfig::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        asked.sort();
+        asked.dedup();
+        let mut documented: Vec<String> = METRICS_ENV_VARS.iter().map(|v| v.to_string()).collect();
+        documented.sort();
+        assert_eq!(asked, documented);
     }
 
     #[test]

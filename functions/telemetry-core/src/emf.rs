@@ -53,6 +53,47 @@ pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize
     documents
 }
 
+/// The pipeline's own health as one EMF document: readings accepted and
+/// rejected, messages dead-lettered and retried, per function. Written after
+/// every invocation at no API cost; the dashboard and alarms read it.
+pub fn encode_pipeline_counts(
+    namespace: &str,
+    function: &str,
+    counts: &crate::pipeline::Counts,
+    timestamp_ms: i64,
+    out: &mut Vec<u8>,
+) {
+    let metrics: [(&str, usize); 5] = [
+        ("Messages", counts.messages),
+        ("ReadingsAccepted", counts.readings_accepted),
+        ("ReadingsRejected", counts.readings_rejected),
+        ("MessagesDeadLettered", counts.dead_lettered),
+        ("MessagesRetried", counts.retried),
+    ];
+    out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
+    write_i64(out, timestamp_ms);
+    out.extend_from_slice(b",\"CloudWatchMetrics\":[{\"Namespace\":");
+    write_str(out, namespace);
+    out.extend_from_slice(b",\"Dimensions\":[[\"function\"]],\"Metrics\":[");
+    for (position, (name, _)) in metrics.iter().enumerate() {
+        if position > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"Name\":\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\",\"Unit\":\"Count\"}");
+    }
+    out.extend_from_slice(b"]}]},\"function\":");
+    write_str(out, function);
+    for (name, value) in metrics {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_i64(out, value as i64);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
 fn write_document(
     namespace: &str,
     readings: &[Reading],
@@ -180,6 +221,40 @@ mod tests {
         assert_eq!(docs[0]["h"], json!(2.0));
         assert_eq!(docs[1]["device"], "b");
         assert_eq!(docs[2]["_aws"]["Timestamp"], 2000);
+    }
+
+    #[test]
+    fn pipeline_counts_are_one_emf_document() {
+        let counts = crate::pipeline::Counts {
+            messages: 3,
+            readings_accepted: 5,
+            readings_rejected: 1,
+            dead_lettered: 1,
+            retried: 0,
+            api_calls: 0,
+        };
+        let mut out = Vec::new();
+        encode_pipeline_counts(
+            "IoT/Telemetry/Pipeline",
+            "telemetry-metrics",
+            &counts,
+            7,
+            &mut out,
+        );
+        let doc = &lines(&out)[0];
+        assert_eq!(doc["function"], "telemetry-metrics");
+        assert_eq!(doc["ReadingsAccepted"], 5);
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "IoT/Telemetry/Pipeline"
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub struct RetryLater {
     pub failed: usize,
     pub messages: usize,
     pub reason: String,
+    pub counts: Counts,
 }
 
 /// Counts for the log and the summary.
@@ -204,6 +205,11 @@ impl Pipeline {
                         failed: 1,
                         messages: 1,
                         reason: error.to_string(),
+                        counts: Counts {
+                            messages: 1,
+                            retried: 1,
+                            ..Counts::default()
+                        },
                     }),
                 };
             }
@@ -312,6 +318,7 @@ pub fn finish(
             failed: failed.len(),
             messages: counts.messages,
             reason: reason.unwrap_or_else(|| "delivery failed".into()),
+            counts,
         });
     }
     Ok((Response::Summary(summary()), counts))

@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
 
 async fn handle(app: &MetricsApp, event: LambdaEvent<Box<RawValue>>) -> Result<Value, Error> {
     let now_ms = now_ms();
-    let (response, _counts) = app
+    let result = app
         .config
         .pipeline
         .process_metrics(
@@ -33,8 +33,17 @@ async fn handle(app: &MetricsApp, event: LambdaEvent<Box<RawValue>>) -> Result<V
             app.metrics.as_ref(),
             app.dead_letters.as_ref(),
         )
-        .await?;
-    Ok(response.to_json())
+        .await;
+    match result {
+        Ok((response, counts)) => {
+            app.publish_counts(&counts, now_ms);
+            Ok(response.to_json())
+        }
+        Err(retry) => {
+            app.publish_counts(&retry.counts, now_ms);
+            Err(retry.into())
+        }
+    }
 }
 
 fn now_ms() -> i64 {

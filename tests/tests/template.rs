@@ -1,0 +1,219 @@
+//! infra/template.yaml against the workspace: every function's binary
+//! exists, its environment holds only variables the function reads, its
+//! queue and stream sources report batch item failures, and every topic
+//! rule's SQL selects the fields the functions use.
+
+use std::collections::BTreeMap;
+
+use e2e_tests::repo_root;
+use serde_yaml::Value;
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
+    serde_yaml::from_str(&text).expect("template is YAML")
+}
+
+/// `!Sub "..."`, `!Ref X` and friends arrive as tagged values.
+fn untag(value: &Value) -> &Value {
+    match value {
+        Value::Tagged(tagged) => &tagged.value,
+        other => other,
+    }
+}
+
+fn text(value: &Value) -> String {
+    match untag(value) {
+        Value::String(text) => text.clone(),
+        other => serde_yaml::to_string(other).unwrap(),
+    }
+}
+
+fn resources(template: &Value, kind: &str) -> BTreeMap<String, Value> {
+    template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some(kind))
+        .map(|(name, resource)| (name.as_str().unwrap().to_owned(), resource.clone()))
+        .collect()
+}
+
+/// Binary name -> the environment variables it reads.
+fn known_binaries() -> BTreeMap<&'static str, &'static [&'static str]> {
+    BTreeMap::from([(
+        "telemetry-metrics",
+        telemetry_core::config::METRICS_ENV_VARS,
+    )])
+}
+
+/// Binaries the workspace's function crates define.
+fn workspace_binaries() -> Vec<(String, std::path::PathBuf)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(repo_root().join("functions")).unwrap() {
+        let dir = entry.unwrap().path();
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let manifest: toml::Value = toml::from_str(&manifest).unwrap();
+        for bin in manifest
+            .get("bin")
+            .and_then(|b| b.as_array())
+            .into_iter()
+            .flatten()
+        {
+            found.push((bin["name"].as_str().unwrap().to_owned(), dir.clone()));
+        }
+        if dir.join("src/main.rs").exists() && manifest.get("bin").is_none() {
+            found.push((
+                manifest["package"]["name"].as_str().unwrap().to_owned(),
+                dir.clone(),
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_function_builds_an_existing_binary_with_known_settings() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
+    assert_eq!(globals["Handler"].as_str(), Some("bootstrap"));
+    let binaries = workspace_binaries();
+    let functions = resources(&template, "AWS::Serverless::Function");
+    assert!(!functions.is_empty());
+    for (name, function) in &functions {
+        let metadata = &function["Metadata"];
+        assert_eq!(
+            metadata["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name}"
+        );
+        let binary = metadata["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: Binary"));
+        let code_uri = function["Properties"]["CodeUri"].as_str().unwrap();
+        let crate_dir = repo_root()
+            .join("infra")
+            .join(code_uri)
+            .canonicalize()
+            .unwrap();
+        assert!(
+            binaries
+                .iter()
+                .any(|(bin, dir)| bin == binary && dir.canonicalize().unwrap() == crate_dir),
+            "{name}: binary {binary} is not built by {code_uri}; workspace has {binaries:?}"
+        );
+        let reads = known_binaries()
+            .get(binary)
+            .copied()
+            .unwrap_or_else(|| panic!("{binary}: add its environment variables to this test"));
+        let variables = function["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap();
+        for variable in variables.keys() {
+            let variable = variable.as_str().unwrap();
+            assert!(
+                reads.contains(&variable),
+                "{name} sets {variable}, which {binary} does not read"
+            );
+        }
+        assert_eq!(
+            function["Properties"]["LoggingConfig"]["LogFormat"].as_str(),
+            Some("JSON"),
+            "{name}: JSON logs"
+        );
+        for (event_name, event) in function["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+        {
+            let kind = event["Type"].as_str().unwrap();
+            if kind == "SQS" || kind == "Kinesis" {
+                let response_types = &event["Properties"]["FunctionResponseTypes"];
+                assert_eq!(
+                    response_types[0].as_str(),
+                    Some("ReportBatchItemFailures"),
+                    "{name}.{}: batch item failures",
+                    event_name.as_str().unwrap()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_metrics_function_may_put_metrics_only_in_its_namespace() {
+    let template = template();
+    let function = &resources(&template, "AWS::Serverless::Function")["TelemetryMetricsFunction"];
+    let policies = serde_yaml::to_string(&function["Properties"]["Policies"]).unwrap();
+    assert!(policies.contains("cloudwatch:PutMetricData"));
+    assert!(
+        policies.contains("cloudwatch:namespace"),
+        "PutMetricData is conditioned on the namespace"
+    );
+    assert!(
+        !policies.contains("\"*:*\"") && !policies.contains("Action: '*'"),
+        "no wildcard actions"
+    );
+}
+
+#[test]
+fn every_topic_rule_selects_what_the_functions_use() {
+    let template = template();
+    let rules = resources(&template, "AWS::IoT::TopicRule");
+    assert!(rules.len() >= 3, "status, telemetry and text rules");
+    let permissions = resources(&template, "AWS::Lambda::Permission");
+    for (name, rule) in &rules {
+        let payload = &rule["Properties"]["TopicRulePayload"];
+        let sql = text(&payload["Sql"]);
+        for field in [
+            "topic() AS topic",
+            "clientid() AS client_id",
+            "timestamp() AS received_at",
+        ] {
+            assert!(sql.contains(field), "{name}: SQL lacks `{field}`: {sql}");
+        }
+        assert!(
+            sql.starts_with("SELECT *,") || sql.contains("encode(*, 'base64') AS data"),
+            "{name}: selects the whole payload (or its base64 as `data`): {sql}"
+        );
+        assert!(
+            !payload["ErrorAction"].is_null(),
+            "{name}: an error action keeps failed messages"
+        );
+        for action in payload["Actions"].as_sequence().unwrap() {
+            if !action["Lambda"].is_null() {
+                let granted = permissions.values().any(|permission| {
+                    let properties = &permission["Properties"];
+                    properties["Principal"].as_str() == Some("iot.amazonaws.com")
+                        && text(&properties["SourceArn"]).contains(name.as_str())
+                });
+                assert!(
+                    granted,
+                    "{name}: no invoke permission for iot.amazonaws.com"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_warehouse_bucket_is_private_encrypted_and_tls_only() {
+    let template = template();
+    let bucket = &resources(&template, "AWS::S3::Bucket")["WarehouseBucket"]["Properties"];
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting].as_bool(), Some(true), "{setting}");
+    }
+    assert!(!bucket["BucketEncryption"].is_null());
+    assert!(!bucket["LifecycleConfiguration"].is_null());
+    let policies = serde_yaml::to_string(&resources(&template, "AWS::S3::BucketPolicy")).unwrap();
+    assert!(policies.contains("aws:SecureTransport"));
+}
