@@ -6,6 +6,8 @@
 pub mod app;
 #[cfg(feature = "cloudwatch")]
 pub mod cloudwatch;
+#[cfg(feature = "firehose")]
+pub mod firehose;
 #[cfg(feature = "s3")]
 pub mod s3;
 

@@ -88,3 +88,45 @@ impl DeadLetterSink for S3DeadLetters {
         Ok(location)
     }
 }
+
+/// Warehouse objects (Parquet files) under an S3 prefix.
+#[derive(Clone, Debug)]
+pub struct S3Objects {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Objects {
+    pub fn new(sdk: &SdkConfig, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        S3Objects {
+            client: Client::new(sdk),
+            bucket: bucket.into(),
+            prefix: prefix.into().trim_matches('/').to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl telemetry_core::warehouse::ObjectStore for S3Objects {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<String, String> {
+        let key = if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        };
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|error| aws_sdk_s3::error::DisplayErrorContext(&error).to_string())?;
+        Ok(format!("s3://{}/{key}", self.bucket))
+    }
+
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}

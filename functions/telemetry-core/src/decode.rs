@@ -177,42 +177,12 @@ fn decode_object_payload(
     out: &mut Vec<Reading>,
     may_unwrap: bool,
 ) -> Result<(), DecodeError> {
-    let text_of = |key: &str| match fields.get(key) {
-        Some(Field::Text(text)) => Some(Cow::Borrowed(text.as_ref())),
-        _ => None,
-    };
-    let context = Context {
-        message: outer.message,
-        topic: text_of("topic").or_else(|| outer.topic.clone()),
-        client_id: text_of("client_id")
-            .or_else(|| text_of("clientid"))
-            .or_else(|| outer.client_id.clone()),
-        received_at_ms: fields
-            .get("received_at")
-            .and_then(|field| field.as_number())
-            .and_then(|number| TimestampFormat::Auto.from_number(number))
-            .or(outer.received_at_ms),
-        now_ms: outer.now_ms,
-        index: outer.index,
-    };
+    let context = object_context(fields, outer);
     // `SELECT encode(*, 'base64') AS data, topic() AS topic ...` carries
     // non-JSON payloads (such as delimited text) through a topic rule.
     if may_unwrap {
-        if let Some(Field::Text(data)) = fields.get("data") {
-            let only_metadata = fields
-                .0
-                .iter()
-                .all(|(key, _)| key == "data" || RULE_FIELDS.contains(&key.as_ref()));
-            if only_metadata {
-                let inner = base64::engine::general_purpose::STANDARD
-                    .decode(data.as_bytes())
-                    .map_err(|error| DecodeError::Invalid {
-                        field: "data".into(),
-                        value: format!("{:?}", truncate(data, 60)),
-                        why: format!("not valid base64: {error}"),
-                    })?;
-                return decode_bytes(mappings, &inner, &context, out, false);
-            }
+        if let Some(inner) = base64_wrapped(fields)? {
+            return decode_bytes(mappings, &inner, &context, out, false);
         }
     }
     let mapping = mappings.select(context.topic.as_deref());
@@ -226,6 +196,165 @@ fn decode_object_payload(
         }
     }
     decode_fields(mapping, View::Object(fields), &context, out)
+}
+
+/// The context of an object payload: rule fields override the envelope's.
+fn object_context<'a>(fields: &'a ObjectFields<'a>, outer: &Context<'a>) -> Context<'a> {
+    let text_of = |key: &str| match fields.get(key) {
+        Some(Field::Text(text)) => Some(Cow::Borrowed(text.as_ref())),
+        _ => None,
+    };
+    Context {
+        message: outer.message,
+        topic: text_of("topic").or_else(|| outer.topic.clone()),
+        client_id: text_of("client_id")
+            .or_else(|| text_of("clientid"))
+            .or_else(|| outer.client_id.clone()),
+        received_at_ms: fields
+            .get("received_at")
+            .and_then(|field| field.as_number())
+            .and_then(|number| TimestampFormat::Auto.from_number(number))
+            .or(outer.received_at_ms),
+        now_ms: outer.now_ms,
+        index: outer.index,
+    }
+}
+
+/// The inner payload of a rule output that carries only base64 `data` and
+/// rule metadata.
+fn base64_wrapped(fields: &ObjectFields<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
+    let Some(Field::Text(data)) = fields.get("data") else {
+        return Ok(None);
+    };
+    let only_metadata = fields
+        .0
+        .iter()
+        .all(|(key, _)| key == "data" || RULE_FIELDS.contains(&key.as_ref()));
+    if !only_metadata {
+        return Ok(None);
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(data.as_bytes())
+        .map(Some)
+        .map_err(|error| DecodeError::Invalid {
+            field: "data".into(),
+            value: format!("{:?}", truncate(data, 60)),
+            why: format!("not valid base64: {error}"),
+        })
+}
+
+/// One record of a payload (an object, an array element, or a line of
+/// delimited text) with the message it came from: what warehouse tables
+/// read their columns from.
+pub struct PayloadRecord<'v, 'a> {
+    view: View<'v, 'a>,
+    context: &'v Context<'a>,
+}
+
+impl PayloadRecord<'_, '_> {
+    /// The value a field source points at, if present and not null.
+    pub fn get(&self, source: &FieldSource) -> Option<Field<'static>> {
+        match resolve(source, self.view, self.context) {
+            Some(Field::Null) | None => None,
+            Some(field) => Some(field.into_owned()),
+        }
+    }
+
+    /// The MQTT topic (from the envelope or the rule's `topic` field).
+    pub fn topic(&self) -> Option<&str> {
+        self.context.topic.as_deref()
+    }
+
+    pub fn received_at_ms(&self) -> Option<i64> {
+        self.context.received_at_ms
+    }
+}
+
+/// Calls `visit` for every record of a message's payload: each object of
+/// a JSON payload (after unwrapping rule metadata and base64 `data`), or the
+/// columns of a text payload (`delimiter`, or a guess when `None`).
+pub fn for_each_record(
+    message: &RawMessage<'_>,
+    format: PayloadFormat,
+    now_ms: i64,
+    visit: &mut dyn FnMut(&PayloadRecord<'_, '_>) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    let context = Context {
+        message,
+        topic: message.topic.as_deref().map(Cow::Borrowed),
+        client_id: None,
+        received_at_ms: message.received_at_ms,
+        now_ms,
+        index: 0,
+    };
+    records_of(&message.payload, format, &context, visit, true)
+}
+
+fn records_of(
+    payload: &[u8],
+    format: PayloadFormat,
+    context: &Context<'_>,
+    visit: &mut dyn FnMut(&PayloadRecord<'_, '_>) -> Result<(), DecodeError>,
+    may_unwrap: bool,
+) -> Result<(), DecodeError> {
+    let trimmed = payload.trim_ascii();
+    let json_allowed = !matches!(format, PayloadFormat::Delimited(_));
+    match trimmed.first() {
+        None => Err(DecodeError::Empty),
+        Some(b'{') if json_allowed => {
+            let fields: ObjectFields<'_> = serde_json::from_slice(trimmed)
+                .map_err(|error| DecodeError::Json(error.to_string()))?;
+            let inner_context = object_context(&fields, context);
+            if may_unwrap {
+                if let Some(inner) = base64_wrapped(&fields)? {
+                    return records_of(&inner, format, &inner_context, visit, false);
+                }
+            }
+            visit(&PayloadRecord {
+                view: View::Object(&fields),
+                context: &inner_context,
+            })
+        }
+        Some(b'[') if json_allowed => {
+            let items: Vec<&RawValue> = serde_json::from_slice(trimmed)
+                .map_err(|error| DecodeError::Json(error.to_string()))?;
+            for (position, item) in items.iter().enumerate() {
+                let fields: ObjectFields<'_> =
+                    serde_json::from_str(item.get()).map_err(|_| DecodeError::Invalid {
+                        field: format!("/{position}"),
+                        value: truncate(item.get(), 60).to_owned(),
+                        why: "an array payload must hold objects".into(),
+                    })?;
+                let item_context = object_context(&fields, context);
+                visit(&PayloadRecord {
+                    view: View::Object(&fields),
+                    context: &item_context,
+                })?;
+            }
+            Ok(())
+        }
+        Some(_) => {
+            let text = std::str::from_utf8(trimmed).map_err(|_| DecodeError::NotText)?;
+            if format == PayloadFormat::Json {
+                return Err(DecodeError::Json(format!(
+                    "expected a JSON payload, got text {:?}",
+                    truncate(text, 60)
+                )));
+            }
+            let delimiter = match format {
+                PayloadFormat::Delimited(delimiter) => Some(delimiter),
+                _ => guess_delimiter(text),
+            };
+            let columns = match delimiter {
+                Some(delimiter) => split_columns(text, delimiter),
+                None => vec![text.trim()],
+            };
+            visit(&PayloadRecord {
+                view: View::Columns(&columns),
+                context,
+            })
+        }
+    }
 }
 
 fn decode_text(
@@ -305,6 +434,7 @@ fn resolve<'a>(
             .as_deref()
             .map(|c| Field::Text(Cow::Borrowed(c))),
         FieldSource::MessageId => Some(Field::Text(Cow::Borrowed(context.message.id.as_ref()))),
+        FieldSource::ReceivedAt => Some(Field::Int(context.received_at_ms.unwrap_or(context.now_ms))),
         FieldSource::Constant(value) => Some(Field::Text(Cow::Borrowed(value))),
     }
 }
@@ -410,6 +540,7 @@ fn decode_fields(
                     continue;
                 }
                 let value = match field {
+                    Field::Int(integer) => *integer as f64,
                     Field::Number(number) => *number,
                     Field::Bool(flag) => f64::from(u8::from(*flag)),
                     _ => continue,
@@ -580,6 +711,7 @@ fn note_consumed<'s>(source: &'s FieldSource, consumed: &mut Vec<&'s str>) {
 
 fn parse_timestamp(field: &Field<'_>, format: &TimestampFormat) -> Option<i64> {
     match field {
+        Field::Int(integer) => format.from_number(*integer as f64),
         Field::Number(number) => format.from_number(*number),
         Field::Text(text) => format.from_text(text),
         _ => None,

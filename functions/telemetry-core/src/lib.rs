@@ -18,3 +18,5 @@ pub mod timestamp;
 pub mod topic;
 pub mod unit;
 pub mod validate;
+pub mod table;
+pub mod warehouse;

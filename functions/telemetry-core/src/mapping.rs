@@ -29,6 +29,8 @@ pub enum FieldSource {
     ClientId,
     /// The id the source gave the message.
     MessageId,
+    /// When the rule or the trigger received the message (epoch ms).
+    ReceivedAt,
     Constant(String),
 }
 
@@ -58,10 +60,11 @@ impl FieldSource {
             "topic" => Ok(FieldSource::Topic),
             "client_id" => Ok(FieldSource::ClientId),
             "message_id" => Ok(FieldSource::MessageId),
+            "received_at" => Ok(FieldSource::ReceivedAt),
             _ => Err(format!(
                 "{text:?} is not a field source; expected a JSON pointer (\"/device\", \"/0\" for a \
                  delimited column), \"topic\", \"topic[1]\", \"attribute:NAME\", \"client_id\", \
-                 \"message_id\" or \"const:VALUE\""
+                 \"message_id\", \"received_at\" or \"const:VALUE\""
             )),
         }
     }
@@ -76,6 +79,7 @@ impl fmt::Display for FieldSource {
             FieldSource::Attribute(name) => write!(f, "attribute:{name}"),
             FieldSource::ClientId => f.write_str("client_id"),
             FieldSource::MessageId => f.write_str("message_id"),
+            FieldSource::ReceivedAt => f.write_str("received_at"),
             FieldSource::Constant(value) => write!(f, "const:{value}"),
         }
     }
@@ -128,11 +132,13 @@ pub struct Mapping {
     pub high_resolution: bool,
 }
 
-/// Every mapping of a pipeline config, tried in file order.
+/// A whole pipeline config: metric mappings, tried in file order, and the
+/// warehouse tables.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mappings {
     pub namespace: Option<String>,
     pub mappings: Vec<Mapping>,
+    pub tables: Vec<crate::table::TableDef>,
 }
 
 impl Mappings {
@@ -164,9 +170,27 @@ impl Mappings {
             .enumerate()
             .map(|(index, spec)| compile_mapping(index, spec))
             .collect::<Result<_, _>>()?;
+        let tables = file
+            .table
+            .into_iter()
+            .map(crate::table::compile_table)
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|message| ConfigError::Syntax {
+                path: None,
+                message,
+            })?;
+        for (index, table) in tables.iter().enumerate() {
+            if tables[..index].iter().any(|other| other.name == table.name) {
+                return Err(ConfigError::Syntax {
+                    path: None,
+                    message: format!("table {:?} is declared twice", table.name),
+                });
+            }
+        }
         Ok(Mappings {
             namespace: file.namespace,
             mappings,
+            tables,
         })
     }
 }
@@ -219,15 +243,15 @@ impl ConfigError {
 // ---- file format ------------------------------------------------------------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ConfigFile {
     #[serde(default)]
     namespace: Option<String>,
     #[serde(default)]
     mapping: Vec<MappingSpec>,
-    /// Warehouse tables; read by the warehouse function.
+    /// Warehouse tables.
     #[serde(default)]
-    #[allow(dead_code)]
-    table: Option<toml::Value>,
+    table: Vec<crate::table::TableSpec>,
 }
 
 #[derive(Deserialize)]

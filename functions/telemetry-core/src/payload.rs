@@ -11,6 +11,9 @@ use crate::text::Text;
 /// One payload value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Field<'a> {
+    /// A JSON number written without fraction or exponent that fits i64
+    /// (kept exact: ids beyond 2^53 survive).
+    Int(i64),
     Number(f64),
     Text(Cow<'a, str>),
     Bool(bool),
@@ -37,13 +40,17 @@ impl<'a> Field<'a> {
             Some(b'f') => Field::Bool(false),
             Some(b'n') => Field::Null,
             Some(b'{') | Some(b'[') => Field::Nested(text),
-            _ => text.parse().map(Field::Number).unwrap_or(Field::Null),
+            _ => match text.parse::<i64>() {
+                Ok(integer) => Field::Int(integer),
+                Err(_) => text.parse().map(Field::Number).unwrap_or(Field::Null),
+            },
         }
     }
 
     /// A short rendering for error messages.
     pub fn describe(&self) -> String {
         match self {
+            Field::Int(integer) => integer.to_string(),
             Field::Number(number) => number.to_string(),
             Field::Text(text) => format!("{text:?}"),
             Field::Bool(flag) => flag.to_string(),
@@ -56,6 +63,7 @@ impl<'a> Field<'a> {
     /// `"42 "`), and booleans as 1/0.
     pub fn as_number(&self) -> Option<f64> {
         match self {
+            Field::Int(integer) => Some(*integer as f64),
             Field::Number(number) => Some(*number),
             Field::Text(text) => text.trim().parse().ok(),
             Field::Bool(flag) => Some(if *flag { 1.0 } else { 0.0 }),
@@ -66,6 +74,7 @@ impl<'a> Field<'a> {
     pub fn as_text(&self) -> Option<Cow<'_, str>> {
         match self {
             Field::Text(text) => Some(Cow::Borrowed(text.as_ref())),
+            Field::Int(integer) => Some(Cow::Owned(integer.to_string())),
             Field::Number(number) => Some(Cow::Owned(number.to_string())),
             Field::Bool(flag) => Some(Cow::Borrowed(if *flag { "true" } else { "false" })),
             Field::Null => None,
@@ -75,6 +84,7 @@ impl<'a> Field<'a> {
 
     pub fn into_owned(self) -> Field<'static> {
         match self {
+            Field::Int(integer) => Field::Int(integer),
             Field::Number(number) => Field::Number(number),
             Field::Text(text) => Field::Text(Cow::Owned(text.into_owned())),
             Field::Bool(flag) => Field::Bool(flag),
@@ -198,6 +208,10 @@ mod tests {
             Some(Field::Text(Cow::Borrowed("t-1")))
         ));
         assert_eq!(fields.get("temperature"), Some(&Field::Number(17.5)));
+        let ids: ObjectFields = serde_json::from_slice(br#"{"id": 1419657712345678848, "n": 3, "e": 1e3}"#).unwrap();
+        assert_eq!(ids.get("id"), Some(&Field::Int(1_419_657_712_345_678_848)));
+        assert_eq!(ids.get("n").unwrap().as_number(), Some(3.0));
+        assert_eq!(ids.get("e"), Some(&Field::Number(1000.0)));
         assert_eq!(fields.get("ok"), Some(&Field::Bool(true)));
         assert_eq!(fields.get("n"), Some(&Field::Null));
         assert_eq!(fields.get("q").unwrap().as_text().unwrap(), "a\"b");

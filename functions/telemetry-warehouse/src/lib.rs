@@ -1,0 +1,186 @@
+//! The warehouse function's backends and configuration: Parquet files in a
+//! local directory or S3, Firehose, PostgreSQL, chosen by `WAREHOUSE_URL`.
+
+pub mod parquet_file;
+pub mod parquet_tables;
+pub mod postgres;
+
+use std::path::PathBuf;
+
+use telemetry_core::config::SettingError;
+use telemetry_core::mapping::Mappings;
+use telemetry_core::pipeline::Pipeline;
+use telemetry_core::warehouse::{LocalDirectory, TableWriter, Warehouse};
+
+pub const DEFAULT_WAREHOUSE_DIR: &str = "./warehouse";
+pub const LAMBDA_WAREHOUSE_DIR: &str = "/tmp/warehouse";
+
+/// Every environment variable `telemetry-warehouse` reads.
+pub const WAREHOUSE_ENV_VARS: &[&str] = &[
+    "PIPELINE_CONFIG",
+    "WAREHOUSE_URL",
+    "PUBSUB_VERIFICATION_TOKEN",
+    "FIREHOSE_MAX_ATTEMPTS",
+    "AWS_LAMBDA_FUNCTION_NAME",
+];
+
+/// Where rows go (`WAREHOUSE_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarehouseTarget {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+    Firehose { stream: String },
+    Postgres { url: String },
+}
+
+impl WarehouseTarget {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err("has no bucket; write s3://bucket/prefix".into());
+            }
+            return Ok(WarehouseTarget::S3 {
+                bucket: bucket.into(),
+                prefix: prefix.trim_matches('/').into(),
+            });
+        }
+        if let Some(stream) = url.strip_prefix("firehose://") {
+            if stream.is_empty() || stream.contains('/') {
+                return Err("write firehose://<delivery stream name>".into());
+            }
+            return Ok(WarehouseTarget::Firehose { stream: stream.into() });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(WarehouseTarget::Postgres { url: url.into() });
+        }
+        if url.contains("://") && !url.starts_with("file://") {
+            return Err("use a directory, file:///path, s3://bucket/prefix, firehose://stream or postgres://...".into());
+        }
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        if path.is_empty() {
+            return Err("is empty".into());
+        }
+        Ok(WarehouseTarget::Local(PathBuf::from(path)))
+    }
+}
+
+/// Everything `telemetry-warehouse` reads from its environment.
+#[derive(Debug, Clone)]
+pub struct WarehouseConfig {
+    pub warehouse: Warehouse,
+    pub target: WarehouseTarget,
+    pub firehose_max_attempts: u32,
+}
+
+impl WarehouseConfig {
+    pub fn from_env() -> Result<Self, SettingError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let invalid = |variable: &'static str, value: &str, why: String| SettingError::Invalid {
+            variable,
+            value: value.to_owned(),
+            why,
+        };
+        let mappings = match lookup("PIPELINE_CONFIG").filter(|p| !p.is_empty()) {
+            Some(path) => Mappings::load(std::path::Path::new(&path))?,
+            None => Mappings::default(),
+        };
+        let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let target = match lookup("WAREHOUSE_URL").filter(|u| !u.is_empty()) {
+            Some(url) => WarehouseTarget::parse(&url).map_err(|why| invalid("WAREHOUSE_URL", &url, why))?,
+            None if in_lambda => WarehouseTarget::Local(PathBuf::from(LAMBDA_WAREHOUSE_DIR)),
+            None => WarehouseTarget::Local(PathBuf::from(DEFAULT_WAREHOUSE_DIR)),
+        };
+        let firehose_max_attempts = match lookup("FIREHOSE_MAX_ATTEMPTS").filter(|v| !v.is_empty()) {
+            None => 4,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=10).contains(n))
+                .ok_or_else(|| invalid("FIREHOSE_MAX_ATTEMPTS", &text, "expected a whole number from 1 to 10".into()))?,
+        };
+        Ok(WarehouseConfig {
+            warehouse: Warehouse {
+                pipeline: Pipeline {
+                    mappings,
+                    verification_token: lookup("PUBSUB_VERIFICATION_TOKEN").filter(|t| !t.is_empty()),
+                    high_resolution: false,
+                },
+            },
+            target,
+            firehose_max_attempts,
+        })
+    }
+}
+
+/// Builds the writer for a target, once per cold start.
+pub async fn build_writer(target: &WarehouseTarget, firehose_max_attempts: u32) -> Box<dyn TableWriter> {
+    match target {
+        WarehouseTarget::Local(directory) => {
+            if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+                tracing::warn!(directory = %directory.display(), "rows go to the sandbox's local disk; set WAREHOUSE_URL");
+            }
+            Box::new(parquet_tables::ParquetTables {
+                store: LocalDirectory { root: directory.clone() },
+            })
+        }
+        WarehouseTarget::S3 { bucket, prefix } => {
+            let sdk = telemetry_aws::load_sdk_config().await;
+            Box::new(parquet_tables::ParquetTables {
+                store: telemetry_aws::s3::S3Objects::new(&sdk, bucket, prefix),
+            })
+        }
+        WarehouseTarget::Firehose { stream } => {
+            let sdk = telemetry_aws::load_sdk_config().await;
+            Box::new(telemetry_aws::firehose::FirehoseTables::new(&sdk, stream, firehose_max_attempts))
+        }
+        WarehouseTarget::Postgres { url } => Box::new(postgres::PostgresTables::new(url)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<WarehouseConfig, SettingError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        WarehouseConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn targets_parse_from_urls() {
+        assert_eq!(config(&[]).unwrap().target, WarehouseTarget::Local(DEFAULT_WAREHOUSE_DIR.into()));
+        let cases = [
+            ("s3://b/p/", WarehouseTarget::S3 { bucket: "b".into(), prefix: "p".into() }),
+            ("firehose://rows", WarehouseTarget::Firehose { stream: "rows".into() }),
+            ("postgres://u@127.0.0.1/db", WarehouseTarget::Postgres { url: "postgres://u@127.0.0.1/db".into() }),
+            ("file:///data/wh", WarehouseTarget::Local("/data/wh".into())),
+        ];
+        for (url, target) in cases {
+            assert_eq!(config(&[("WAREHOUSE_URL", url)]).unwrap().target, target);
+        }
+        let error = config(&[("WAREHOUSE_URL", "bigquery://x")]).unwrap_err().to_string();
+        assert!(error.contains("WAREHOUSE_URL") && error.contains("bigquery://x"), "{error}");
+    }
+
+    #[test]
+    fn reads_exactly_the_documented_variables() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        WarehouseConfig::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        asked.sort();
+        asked.dedup();
+        let mut documented: Vec<String> = WAREHOUSE_ENV_VARS.iter().map(|v| v.to_string()).collect();
+        documented.sort();
+        assert_eq!(asked, documented);
+    }
+}

@@ -1,0 +1,246 @@
+//! PostgreSQL backend: tables created if missing, each table's rows of an
+//! invocation inserted by one statement (`INSERT ... SELECT FROM UNNEST`),
+//! idempotent on (message_id, message_row) so redeliveries add nothing.
+//! Identifiers are validated names and always quoted; values only ever
+//! travel as bind parameters.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use telemetry_core::table::{Cell, ColumnType, Schema, TableRows, MESSAGE_ID_COLUMN, MESSAGE_ROW_COLUMN};
+use telemetry_core::warehouse::{TableWriteError, TableWriter};
+use tokio::sync::Mutex;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls};
+
+pub struct PostgresTables {
+    url: String,
+    /// Where the URL points, without the password, for messages.
+    display: String,
+    client: Mutex<Option<Client>>,
+    created: Mutex<HashSet<String>>,
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn sql_type(kind: ColumnType) -> &'static str {
+    match kind {
+        ColumnType::String => "text",
+        ColumnType::Json => "jsonb",
+        ColumnType::Integer => "bigint",
+        ColumnType::Float => "double precision",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Timestamp => "timestamptz",
+    }
+}
+
+/// The array type a column travels as (JSON goes as text and is cast).
+fn array_type(kind: ColumnType) -> &'static str {
+    match kind {
+        ColumnType::String | ColumnType::Json => "text[]",
+        ColumnType::Integer => "bigint[]",
+        ColumnType::Float => "float8[]",
+        ColumnType::Boolean => "bool[]",
+        ColumnType::Timestamp => "timestamptz[]",
+    }
+}
+
+pub fn create_table_sql(schema: &Schema) -> String {
+    let columns: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|(name, kind)| {
+            let not_null = if name == MESSAGE_ID_COLUMN || name == MESSAGE_ROW_COLUMN { " NOT NULL" } else { "" };
+            format!("{} {}{not_null}", quote(name), sql_type(*kind))
+        })
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}, {}))",
+        quote(&schema.table),
+        columns.join(", "),
+        quote(MESSAGE_ID_COLUMN),
+        quote(MESSAGE_ROW_COLUMN)
+    )
+}
+
+pub fn insert_sql(schema: &Schema) -> String {
+    let names: Vec<String> = schema.columns.iter().map(|(name, _)| quote(name)).collect();
+    let arrays: Vec<String> = schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| format!("${}::{}", i + 1, array_type(*kind)))
+        .collect();
+    let aliases: Vec<String> = (0..schema.columns.len()).map(|i| format!("c{i}")).collect();
+    let selected: Vec<String> = schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| match kind {
+            ColumnType::Json => format!("c{i}::jsonb"),
+            _ => format!("c{i}"),
+        })
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({}) ON CONFLICT ({}, {}) DO NOTHING",
+        quote(&schema.table),
+        names.join(", "),
+        selected.join(", "),
+        arrays.join(", "),
+        aliases.join(", "),
+        quote(MESSAGE_ID_COLUMN),
+        quote(MESSAGE_ROW_COLUMN)
+    )
+}
+
+/// One column's values as a bind parameter.
+fn column_parameter(rows: &TableRows, index: usize, kind: ColumnType) -> Box<dyn ToSql + Sync + Send> {
+    let cells = rows.rows.iter().map(|row| &row[index]);
+    match kind {
+        ColumnType::String | ColumnType::Json => Box::new(
+            cells
+                .map(|cell| match cell {
+                    Cell::Text(text) => Some(text.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<Option<String>>>(),
+        ),
+        ColumnType::Integer => Box::new(
+            cells
+                .map(|cell| match cell {
+                    Cell::Int(value) => Some(*value),
+                    _ => None,
+                })
+                .collect::<Vec<Option<i64>>>(),
+        ),
+        ColumnType::Float => Box::new(
+            cells
+                .map(|cell| match cell {
+                    Cell::Float(value) => Some(*value),
+                    _ => None,
+                })
+                .collect::<Vec<Option<f64>>>(),
+        ),
+        ColumnType::Boolean => Box::new(
+            cells
+                .map(|cell| match cell {
+                    Cell::Bool(value) => Some(*value),
+                    _ => None,
+                })
+                .collect::<Vec<Option<bool>>>(),
+        ),
+        ColumnType::Timestamp => Box::new(
+            cells
+                .map(|cell| match cell {
+                    Cell::Timestamp(millis) => Some(to_system_time(*millis)),
+                    _ => None,
+                })
+                .collect::<Vec<Option<SystemTime>>>(),
+        ),
+    }
+}
+
+fn to_system_time(millis: i64) -> SystemTime {
+    if millis >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(millis as u64)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
+    }
+}
+
+impl PostgresTables {
+    /// Connections are made on first use and remade after a failure.
+    pub fn new(url: &str) -> Self {
+        let display = match url.split_once('@') {
+            Some((_, host)) => format!("postgres://…@{host}"),
+            None => url.to_owned(),
+        };
+        PostgresTables {
+            url: url.to_owned(),
+            display,
+            client: Mutex::new(None),
+            created: Mutex::new(HashSet::new()),
+        }
+    }
+
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, String> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(|client| client.is_closed()) {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+                .await
+                .map_err(|error| format!("cannot connect: {error}"))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::warn!(%error, "PostgreSQL connection closed");
+                }
+            });
+            *guard = Some(client);
+            self.created.lock().await.clear();
+        }
+        Ok(guard)
+    }
+}
+
+#[async_trait]
+impl TableWriter for PostgresTables {
+    async fn write(&self, rows: &TableRows, _batch_id: &str, _now_ms: i64) -> Result<String, TableWriteError> {
+        let fail = |reason: String| TableWriteError {
+            table: rows.schema.table.clone(),
+            destination: self.display.clone(),
+            reason,
+            failed_rows: None,
+        };
+        let guard = self.client().await.map_err(fail)?;
+        let client = guard.as_ref().expect("connected above");
+        {
+            let mut created = self.created.lock().await;
+            if !created.contains(&rows.schema.table) {
+                client
+                    .batch_execute(&create_table_sql(&rows.schema))
+                    .await
+                    .map_err(|error| fail(format!("cannot create table: {error}")))?;
+                created.insert(rows.schema.table.clone());
+            }
+        }
+        let parameters: Vec<Box<dyn ToSql + Sync + Send>> = rows
+            .schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(index, (_, kind))| column_parameter(rows, index, *kind))
+            .collect();
+        let references: Vec<&(dyn ToSql + Sync)> =
+            parameters.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let inserted = client
+            .execute(&insert_sql(&rows.schema), &references)
+            .await
+            .map_err(|error| fail(format!("insert failed: {error}")))?;
+        Ok(format!(
+            "{} table {} ({inserted} new of {} rows)",
+            self.display,
+            rows.schema.table,
+            rows.rows.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_quote_identifiers_and_bind_values() {
+        let schema = Schema::readings();
+        let create = create_table_sql(&schema);
+        assert!(create.starts_with("CREATE TABLE IF NOT EXISTS \"readings\" (\"timestamp\" timestamptz"));
+        assert!(create.ends_with("PRIMARY KEY (\"message_id\", \"message_row\"))"));
+        let insert = insert_sql(&schema);
+        assert!(insert.contains("UNNEST($1::timestamptz[], $2::text[]"));
+        assert!(insert.contains("c5::jsonb"));
+        assert!(insert.ends_with("ON CONFLICT (\"message_id\", \"message_row\") DO NOTHING"));
+        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+    }
+}
