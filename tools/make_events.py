@@ -7,6 +7,7 @@ decoder, from the reference documents' payloads.
 Run from the repository root: python3 tools/make_events.py
 """
 import base64
+import hashlib
 import json
 import os
 
@@ -29,6 +30,10 @@ CPU_TEXT = '{\n"name": "cpu usage (raspberrypi)",\n"unit": "Percent",\n"value": 
 CO2_TEXT = "2022-2-27 5:3:23|3500"
 # 004: MQTT lesson, a flat object; the device id is in the topic.
 LIGHT_TEXT = '{"light": 400}'
+
+# 001: a tweet as the stream listener publishes it (json.dumps(..., default=str)).
+TWEET_TEXT = json.dumps({"id": 1419657712345678848, "created_at": "2021-07-26 14:37:33",
+                         "text": "Tesla's new battery day announcement is live"})
 
 PAYLOADS = {
     "temp": dict(text=TEMP_TEXT, topic="devices/temp-sensor-istanbul/telemetry",
@@ -205,6 +210,13 @@ def build():
     sample("iot-rule--batch.json", batch,
            [m for n in PAYLOADS for m in expected_metrics(n, rule_device(n), RULE_RECEIVED_MS)], response={"messages": 4})
 
+    # Reference 001: a tweet (not telemetry) through Pub/Sub push. The metrics
+    # function has nothing to measure in it; the warehouse writes `tweets`.
+    sample("pubsub-push--tweet.json", {"message": {"data": b64(TWEET_TEXT), "attributes": {},
+                                                   "messageId": "2070443601311540", "publishTime": PUBSUB_TIME},
+                                       "subscription": "projects/tweet-pipeline/subscriptions/tweets-push"},
+           dead_letters=[{"message_id": "2070443601311540", "reason": "no numeric field"}], response={"messages": 1})
+
     # ---- malformed ---------------------------------------------------------
     sample("malformed--not-json.json", None, dead_letters=[{"message_id": "", "reason": "unreadable event"}],
            response={"dead_lettered": 1})
@@ -239,19 +251,34 @@ def build():
     future = json.loads(rule_output("temp"))
     future["timestamp"] = 1645938300 + 3 * 3600
     sample("malformed--iot-rule-future-timestamp.json", future,
-           dead_letters=[{"message_id": "0", "reason": "more than 2 hours ahead"}], response={"messages": 1})
+           dead_letters=[{"message_id": CONTENT_ID, "reason": "more than 2 hours ahead"}], response={"messages": 1})
+
+
+# IoT rule events carry no message id: the functions use the first 128 bits
+# of the payload's SHA-256 (a whole single-object event is its payload).
+CONTENT_ID = "<content id>"
+
+
+def content_id(data):
+    return "iot-" + hashlib.sha256(data).hexdigest()[:32]
+
+
+def event_bytes(event):
+    if event is None:
+        return b"this is not JSON: 2022-02-27 temp-sensor-istanbul 17.95\n"
+    return (json.dumps(event, indent=2) + "\n").encode()
 
 
 def main():
     build()
     os.makedirs("events/expected", exist_ok=True)
     for file_name, (event, expected) in sorted(SAMPLES.items()):
-        with open(os.path.join("events", file_name), "w") as out:
-            if event is None:
-                out.write("this is not JSON: 2022-02-27 temp-sensor-istanbul 17.95\n")
-            else:
-                json.dump(event, out, indent=2)
-                out.write("\n")
+        data = event_bytes(event)
+        for letter in expected["dead_letters"]:
+            if letter["message_id"] == CONTENT_ID:
+                letter["message_id"] = content_id(data)
+        with open(os.path.join("events", file_name), "wb") as out:
+            out.write(data)
         with open(os.path.join("events/expected", file_name), "w") as out:
             json.dump(expected, out, indent=2)
             out.write("\n")

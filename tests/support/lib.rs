@@ -422,3 +422,190 @@ pub fn function_binary(name: &str) -> PathBuf {
     );
     binary
 }
+
+/// Runs SQL with DuckDB (PyPI `duckdb` in the project's virtualenv: an
+/// independent Parquet reader) and returns the rows as JSON objects.
+pub fn duckdb_query(sql: &str) -> Vec<Value> {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} not found: run `make test` (it installs duckdb)",
+        python.display()
+    );
+    let script = r#"
+import datetime, decimal, json, sys, duckdb
+def plain(v):
+    if isinstance(v, datetime.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=datetime.timezone.utc)
+        return int(v.timestamp() * 1000)
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    return v
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+cur = con.execute(sys.argv[1])
+names = [d[0] for d in cur.description]
+print(json.dumps([{n: plain(v) for n, v in zip(names, row)} for row in cur.fetchall()]))
+"#;
+    let output = Command::new(python)
+        .args(["-c", script, sql])
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "DuckDB failed on {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON rows")
+}
+
+/// A PostgreSQL server of its own: `initdb` in a temporary directory,
+/// started with `pg_ctl` on a free loopback port (trust authentication),
+/// stopped and removed when dropped.
+pub struct PostgresServer {
+    pub url: String,
+    bin: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+}
+
+fn postgres_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("PostgreSQL not installed: run `make test` (it installs Debian's postgresql)")
+}
+
+impl PostgresServer {
+    pub fn start() -> PostgresServer {
+        let bin = postgres_bin();
+        let port = free_port();
+        let data = std::env::temp_dir().join(format!("iotpipe-pg-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&data).unwrap();
+        // initdb refuses to run as root: use the postgres account then.
+        let as_postgres = running_as_root();
+        if as_postgres {
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&data)
+                .status()
+                .unwrap();
+        }
+        let run = |program: &str, args: &[&str]| {
+            let mut command = if as_postgres {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+                c
+            } else {
+                Command::new(bin.join(program))
+            };
+            let output = command.args(args).output().expect("PostgreSQL tool runs");
+            assert!(
+                output.status.success(),
+                "{program} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let cluster = data.join("cluster");
+        let cluster_text = cluster.display().to_string();
+        run(
+            "initdb",
+            &[
+                "-D",
+                &cluster_text,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            data.display()
+        );
+        let log = data.join("server.log").display().to_string();
+        run(
+            "pg_ctl",
+            &[
+                "-D",
+                &cluster_text,
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        PostgresServer {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            bin,
+            data,
+            as_postgres,
+        }
+    }
+
+    /// Runs SQL with psql and returns its unaligned output.
+    pub fn psql(&self, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args([
+                self.url.as_str(),
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql runs");
+        assert!(
+            output.status.success(),
+            "psql failed on {sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let cluster = self.data.join("cluster").display().to_string();
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = command
+            .args(["-D", &cluster, "-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}

@@ -64,7 +64,9 @@ pub fn plan_calls(sizes: &[usize], pending: &[usize]) -> Vec<Vec<usize>> {
     let mut bytes = 0;
     for &index in pending {
         let size = sizes[index];
-        if !current.is_empty() && (current.len() == MAX_RECORDS_PER_CALL || bytes + size > MAX_BYTES_PER_CALL) {
+        if !current.is_empty()
+            && (current.len() == MAX_RECORDS_PER_CALL || bytes + size > MAX_BYTES_PER_CALL)
+        {
             calls.push(std::mem::take(&mut current));
             bytes = 0;
         }
@@ -79,12 +81,21 @@ pub fn plan_calls(sizes: &[usize], pending: &[usize]) -> Vec<Vec<usize>> {
 
 #[async_trait]
 impl TableWriter for FirehoseTables {
-    async fn write(&self, rows: &TableRows, _batch_id: &str, _now_ms: i64) -> Result<String, TableWriteError> {
+    async fn write(
+        &self,
+        rows: &TableRows,
+        _batch_id: &str,
+        _now_ms: i64,
+    ) -> Result<String, TableWriteError> {
         let records: Vec<Vec<u8>> = rows.rows.iter().map(|row| row_json(rows, row)).collect();
         let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
         // Records over Firehose's limit can never be delivered: report them.
-        let mut failed: Vec<usize> = (0..records.len()).filter(|i| sizes[*i] > MAX_RECORD_BYTES).collect();
-        let mut pending: Vec<usize> = (0..records.len()).filter(|i| sizes[*i] <= MAX_RECORD_BYTES).collect();
+        let mut failed: Vec<usize> = (0..records.len())
+            .filter(|i| sizes[*i] > MAX_RECORD_BYTES)
+            .collect();
+        let mut pending: Vec<usize> = (0..records.len())
+            .filter(|i| sizes[*i] <= MAX_RECORD_BYTES)
+            .collect();
         let mut last_error = String::new();
         for attempt in 0..self.max_attempts {
             if pending.is_empty() {
@@ -97,7 +108,12 @@ impl TableWriter for FirehoseTables {
             for call in plan_calls(&sizes, &pending) {
                 let batch: Vec<Record> = call
                     .iter()
-                    .map(|i| Record::builder().data(Blob::new(records[*i].clone())).build().expect("data is set"))
+                    .map(|i| {
+                        Record::builder()
+                            .data(Blob::new(records[*i].clone()))
+                            .build()
+                            .expect("data is set")
+                    })
                     .collect();
                 match self
                     .client
@@ -111,13 +127,17 @@ impl TableWriter for FirehoseTables {
                     Ok(output) => {
                         for (index, response) in call.iter().zip(output.request_responses()) {
                             if let Some(code) = response.error_code() {
-                                last_error = format!("{code}: {}", response.error_message().unwrap_or_default());
+                                last_error = format!(
+                                    "{code}: {}",
+                                    response.error_message().unwrap_or_default()
+                                );
                                 retry.push(*index);
                             }
                         }
                     }
                     Err(error) => {
-                        last_error = aws_sdk_firehose::error::DisplayErrorContext(&error).to_string();
+                        last_error =
+                            aws_sdk_firehose::error::DisplayErrorContext(&error).to_string();
                         retry.extend(call);
                     }
                 }
@@ -126,13 +146,21 @@ impl TableWriter for FirehoseTables {
         }
         failed.extend(pending);
         if failed.is_empty() {
-            Ok(format!("firehose://{} ({} records)", self.stream, records.len()))
+            Ok(format!(
+                "firehose://{} ({} records)",
+                self.stream,
+                records.len()
+            ))
         } else {
             failed.sort_unstable();
             Err(TableWriteError {
                 table: rows.schema.table.clone(),
                 destination: format!("firehose://{}", self.stream),
-                reason: format!("{} of {} records not delivered: {last_error}", failed.len(), records.len()),
+                reason: format!(
+                    "{} of {} records not delivered: {last_error}",
+                    failed.len(),
+                    records.len()
+                ),
                 failed_rows: Some(failed),
             })
         }
@@ -148,10 +176,15 @@ mod tests {
         let sizes = vec![100; 1200];
         let pending: Vec<usize> = (0..1200).collect();
         let calls = plan_calls(&sizes, &pending);
-        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![500, 500, 200]);
+        assert_eq!(
+            calls.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![500, 500, 200]
+        );
         let big = vec![900 * 1024; 10];
         let calls = plan_calls(&big, &(0..10).collect::<Vec<_>>());
-        assert!(calls.iter().all(|c| c.len() * 900 * 1024 <= MAX_BYTES_PER_CALL));
+        assert!(calls
+            .iter()
+            .all(|c| c.len() * 900 * 1024 <= MAX_BYTES_PER_CALL));
         assert_eq!(calls.iter().map(Vec::len).sum::<usize>(), 10);
     }
 }

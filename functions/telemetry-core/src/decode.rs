@@ -301,21 +301,30 @@ fn records_of(
     let json_allowed = !matches!(format, PayloadFormat::Delimited(_));
     match trimmed.first() {
         None => Err(DecodeError::Empty),
-        Some(b'{') if json_allowed => {
-            let fields: ObjectFields<'_> = serde_json::from_slice(trimmed)
-                .map_err(|error| DecodeError::Json(error.to_string()))?;
+        Some(b'{') if json_allowed || may_unwrap => {
+            let fields: ObjectFields<'_> = match serde_json::from_slice(trimmed) {
+                Ok(fields) => fields,
+                // A delimited table only looked for a base64 wrapper.
+                Err(_) if !json_allowed => return Ok(()),
+                Err(error) => return Err(DecodeError::Json(error.to_string())),
+            };
             let inner_context = object_context(&fields, context);
             if may_unwrap {
                 if let Some(inner) = base64_wrapped(&fields)? {
                     return records_of(&inner, format, &inner_context, visit, false);
                 }
             }
+            if !json_allowed {
+                // JSON is not delimited text: not this table's payload.
+                return Ok(());
+            }
             visit(&PayloadRecord {
                 view: View::Object(&fields),
                 context: &inner_context,
             })
         }
-        Some(b'[') if json_allowed => {
+        Some(b'[') if !json_allowed => Ok(()),
+        Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_slice(trimmed)
                 .map_err(|error| DecodeError::Json(error.to_string()))?;
             for (position, item) in items.iter().enumerate() {
@@ -434,7 +443,9 @@ fn resolve<'a>(
             .as_deref()
             .map(|c| Field::Text(Cow::Borrowed(c))),
         FieldSource::MessageId => Some(Field::Text(Cow::Borrowed(context.message.id.as_ref()))),
-        FieldSource::ReceivedAt => Some(Field::Int(context.received_at_ms.unwrap_or(context.now_ms))),
+        FieldSource::ReceivedAt => {
+            Some(Field::Int(context.received_at_ms.unwrap_or(context.now_ms)))
+        }
         FieldSource::Constant(value) => Some(Field::Text(Cow::Borrowed(value))),
     }
 }
@@ -536,7 +547,7 @@ fn decode_fields(
     match view {
         View::Object(fields) => {
             for (key, field) in &fields.0 {
-                if consumed.contains(&key.as_ref()) {
+                if consumed.contains(&key.as_ref()) || is_identifier_key(key) {
                     continue;
                 }
                 let value = match field {
@@ -577,6 +588,11 @@ fn decode_fields(
         });
     }
     Ok(())
+}
+
+/// `id`, `message_id`, `tweetId`: identifiers, not measurements.
+fn is_identifier_key(key: &str) -> bool {
+    key.eq_ignore_ascii_case("id") || key.ends_with("_id") || key.ends_with("Id")
 }
 
 fn name_value_rule(has_unit: bool) -> MetricRule {

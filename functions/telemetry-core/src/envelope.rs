@@ -355,12 +355,12 @@ fn parse_iot_batch(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     let items: Vec<&RawValue> = serde_json::from_slice(event).map_err(EnvelopeError::NotJson)?;
     let messages = items
         .into_iter()
-        .enumerate()
-        .map(|(index, item)| {
+        .map(|item| {
+            let payload = item.get().as_bytes();
             RawMessage::new(
                 MessageSource::IotRule,
-                Cow::Owned(index.to_string()),
-                Cow::Borrowed(item.get().as_bytes()),
+                Cow::Owned(content_id(payload)),
+                Cow::Borrowed(payload),
             )
         })
         .collect();
@@ -410,11 +410,27 @@ fn parse_object(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
         kind: EventKind::IotRule,
         messages: vec![RawMessage::new(
             MessageSource::IotRule,
-            Cow::Borrowed("0"),
+            Cow::Owned(content_id(event)),
             Cow::Borrowed(event),
         )],
         http: None,
     })
+}
+
+/// An id for messages their source did not name (IoT rule events): the
+/// first 128 bits of the payload's SHA-256, so a redelivered event keeps its
+/// id (and stays deduplicable) while different events do not share one.
+/// With the rule's `timestamp() AS received_at` two readings never collide.
+pub fn content_id(payload: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(payload);
+    let mut id = String::with_capacity(4 + 32);
+    id.push_str("iot-");
+    for byte in &digest[..16] {
+        id.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        id.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+    }
+    id
 }
 
 /// The text of a JSON string held as a raw value (unescaped when needed).

@@ -208,7 +208,8 @@ mod tests {
             Some(Field::Text(Cow::Borrowed("t-1")))
         ));
         assert_eq!(fields.get("temperature"), Some(&Field::Number(17.5)));
-        let ids: ObjectFields = serde_json::from_slice(br#"{"id": 1419657712345678848, "n": 3, "e": 1e3}"#).unwrap();
+        let ids: ObjectFields =
+            serde_json::from_slice(br#"{"id": 1419657712345678848, "n": 3, "e": 1e3}"#).unwrap();
         assert_eq!(ids.get("id"), Some(&Field::Int(1_419_657_712_345_678_848)));
         assert_eq!(ids.get("n").unwrap().as_number(), Some(3.0));
         assert_eq!(ids.get("e"), Some(&Field::Number(1000.0)));

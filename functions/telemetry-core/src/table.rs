@@ -103,8 +103,10 @@ pub struct Schema {
 
 impl Schema {
     fn with_message_columns(table: &str, columns: Vec<(&str, ColumnType)>) -> Schema {
-        let mut columns: Vec<(String, ColumnType)> =
-            columns.into_iter().map(|(n, t)| (n.to_owned(), t)).collect();
+        let mut columns: Vec<(String, ColumnType)> = columns
+            .into_iter()
+            .map(|(n, t)| (n.to_owned(), t))
+            .collect();
         columns.push((MESSAGE_ID_COLUMN.into(), ColumnType::String));
         columns.push((MESSAGE_ROW_COLUMN.into(), ColumnType::Integer));
         Schema {
@@ -231,7 +233,9 @@ struct ColumnSpec {
 pub(crate) fn compile_table(spec: TableSpec) -> Result<TableDef, String> {
     let table = spec.name.clone();
     let fail = |field: &str, why: String| format!("table {table:?}: `{field}`: {why}");
-    if !valid_identifier(&spec.name) || [READINGS_TABLE, DEAD_LETTER_TABLE].contains(&spec.name.as_str()) {
+    if !valid_identifier(&spec.name)
+        || [READINGS_TABLE, DEAD_LETTER_TABLE].contains(&spec.name.as_str())
+    {
         return Err(fail(
             "name",
             format!("{:?} must be lower-case letters, digits and _ (at most 63), and not a built-in table", spec.name),
@@ -259,16 +263,28 @@ pub(crate) fn compile_table(spec: TableSpec) -> Result<TableDef, String> {
         None | Some("auto") => PayloadFormat::Auto,
         Some("json") => PayloadFormat::Json,
         Some("delimited") => PayloadFormat::Delimited(delimiter),
-        Some(other) => return Err(fail("format", format!("{other:?}: expected json, delimited or auto"))),
+        Some(other) => {
+            return Err(fail(
+                "format",
+                format!("{other:?}: expected json, delimited or auto"),
+            ))
+        }
     };
     let offset = match spec.timezone.as_deref() {
         None => FixedOffset::east_opt(0).expect("zero offset"),
-        Some(text) => parse_offset(text).ok_or_else(|| fail("timezone", format!("{text:?} is not an offset such as +09:00")))?,
+        Some(text) => parse_offset(text).ok_or_else(|| {
+            fail(
+                "timezone",
+                format!("{text:?} is not an offset such as +09:00"),
+            )
+        })?,
     };
     let mut columns = Vec::with_capacity(spec.column.len());
     for column in spec.column {
         let field = format!("column {}", column.name);
-        if !valid_identifier(&column.name) || [MESSAGE_ID_COLUMN, MESSAGE_ROW_COLUMN].contains(&column.name.as_str()) {
+        if !valid_identifier(&column.name)
+            || [MESSAGE_ID_COLUMN, MESSAGE_ROW_COLUMN].contains(&column.name.as_str())
+        {
             return Err(fail(
                 &field,
                 "names are lower-case letters, digits and _; message_id and message_row are added to every table".into(),
@@ -278,17 +294,28 @@ pub(crate) fn compile_table(spec: TableSpec) -> Result<TableDef, String> {
             return Err(fail(&field, "appears twice".into()));
         }
         let kind = ColumnType::parse(&column.kind).ok_or_else(|| {
-            fail(&format!("{field}.type"), format!("{:?}: expected string, integer, float, boolean, timestamp or json", column.kind))
+            fail(
+                &format!("{field}.type"),
+                format!(
+                    "{:?}: expected string, integer, float, boolean, timestamp or json",
+                    column.kind
+                ),
+            )
         })?;
         let timestamp_format = match column.format.as_deref() {
             None => TimestampFormat::Auto,
-            Some(text) => TimestampFormat::from_name(text, offset)
-                .ok_or_else(|| fail(&format!("{field}.format"), format!("{text:?} is not a timestamp format")))?,
+            Some(text) => TimestampFormat::from_name(text, offset).ok_or_else(|| {
+                fail(
+                    &format!("{field}.format"),
+                    format!("{text:?} is not a timestamp format"),
+                )
+            })?,
         };
         columns.push(ColumnDef {
             name: column.name,
             kind,
-            source: FieldSource::parse(&column.from).map_err(|why| fail(&format!("{field}.from"), why))?,
+            source: FieldSource::parse(&column.from)
+                .map_err(|why| fail(&format!("{field}.from"), why))?,
             timestamp_format,
             required: column.required,
         });
@@ -317,7 +344,11 @@ fn column_error(table: &TableDef, column: &ColumnDef, field: &Field<'_>, why: &s
     }
 }
 
-fn cell(table: &TableDef, column: &ColumnDef, field: Option<Field<'static>>) -> Result<Cell, DecodeError> {
+fn cell(
+    table: &TableDef,
+    column: &ColumnDef,
+    field: Option<Field<'static>>,
+) -> Result<Cell, DecodeError> {
     let Some(field) = field else {
         return if column.required {
             Err(DecodeError::Missing {
@@ -336,8 +367,12 @@ fn cell(table: &TableDef, column: &ColumnDef, field: Option<Field<'static>>) -> 
         }),
         ColumnType::Integer => match &field {
             Field::Int(integer) => Cell::Int(*integer),
-            Field::Text(text) => Cell::Int(text.trim().parse().map_err(|_| fail("not an integer"))?),
-            Field::Number(number) if number.fract() == 0.0 && number.abs() < 9.0e15 => Cell::Int(*number as i64),
+            Field::Text(text) => {
+                Cell::Int(text.trim().parse().map_err(|_| fail("not an integer"))?)
+            }
+            Field::Number(number) if number.fract() == 0.0 && number.abs() < 9.0e15 => {
+                Cell::Int(*number as i64)
+            }
             Field::Bool(flag) => Cell::Int(i64::from(*flag)),
             _ => return Err(fail("not an integer")),
         },
@@ -376,7 +411,11 @@ fn applies(table: &TableDef, record: &PayloadRecord<'_, '_>) -> bool {
         None => true,
         Some(filter) => record.topic().is_some_and(|topic| filter.matches(topic)),
     };
-    topic_matches && table.requires.iter().all(|source| record.get(source).is_some())
+    topic_matches
+        && table
+            .requires
+            .iter()
+            .all(|source| record.get(source).is_some())
 }
 
 /// The rows `message` gives `table` (none when the table does not apply),
@@ -402,7 +441,9 @@ pub fn table_rows(
     })
     .or_else(|error| match error {
         // A payload this table cannot parse at all is not its payload.
-        DecodeError::Json(_) | DecodeError::NotText | DecodeError::Empty if !rows.is_empty() => Err(error),
+        DecodeError::Json(_) | DecodeError::NotText | DecodeError::Empty if !rows.is_empty() => {
+            Err(error)
+        }
         DecodeError::Json(_) | DecodeError::NotText | DecodeError::Empty => Ok(()),
         other => Err(other),
     })?;

@@ -75,6 +75,10 @@ impl TimestampFormat {
                 if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
                     return Some(parsed.timestamp_millis());
                 }
+                // Python's str(datetime): "2021-07-26 14:37:33+00:00".
+                if let Ok(parsed) = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z") {
+                    return Some(parsed.timestamp_millis());
+                }
                 NAIVE_LAYOUTS.iter().find_map(|layout| {
                     NaiveDateTime::parse_from_str(text, layout)
                         .ok()
@@ -163,6 +167,11 @@ mod tests {
             Some(1_594_680_203_000)
         );
         assert_eq!(auto.from_text("yesterday"), None);
+        // Reference 001: Python's str() of a tweet's created_at.
+        assert_eq!(
+            auto.from_text("2021-07-26 14:37:33+00:00"),
+            Some(1_627_310_253_000)
+        );
     }
 
     #[test]

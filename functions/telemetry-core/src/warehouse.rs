@@ -29,7 +29,12 @@ pub struct TableWriteError {
 #[async_trait]
 pub trait TableWriter: Send + Sync {
     /// Returns where the rows went.
-    async fn write(&self, rows: &TableRows, batch_id: &str, now_ms: i64) -> Result<String, TableWriteError>;
+    async fn write(
+        &self,
+        rows: &TableRows,
+        batch_id: &str,
+        now_ms: i64,
+    ) -> Result<String, TableWriteError>;
 }
 
 /// Where Parquet objects are stored (a local directory, an S3 prefix).
@@ -120,14 +125,24 @@ impl Warehouse {
                 tracing::warn!(%reason, "dead-lettering the whole event");
                 return match writer.write(&dead, &batch, now_ms).await {
                     Ok(location) => Ok((
-                        Response::Summary(json!({"dead_lettered": 1, "reason": reason, "dead_letters": location})),
-                        Counts { messages: 1, dead_lettered: 1, ..Counts::default() },
+                        Response::Summary(
+                            json!({"dead_lettered": 1, "reason": reason, "dead_letters": location}),
+                        ),
+                        Counts {
+                            messages: 1,
+                            dead_lettered: 1,
+                            ..Counts::default()
+                        },
                     )),
                     Err(error) => Err(RetryLater {
                         failed: 1,
                         messages: 1,
                         reason: error.to_string(),
-                        counts: Counts { messages: 1, retried: 1, ..Counts::default() },
+                        counts: Counts {
+                            messages: 1,
+                            retried: 1,
+                            ..Counts::default()
+                        },
                     }),
                 };
             }
@@ -140,13 +155,19 @@ impl Warehouse {
 
         let tables = &self.pipeline.mappings.tables;
         let mut readings = TableRows::new(Schema::readings());
-        let mut wide: Vec<TableRows> = tables.iter().map(|t| TableRows::new(Schema::of(t))).collect();
+        let mut wide: Vec<TableRows> = tables
+            .iter()
+            .map(|t| TableRows::new(Schema::of(t)))
+            .collect();
         let mut rejections = Vec::new();
         let mut decoded = Vec::new();
         for (index, message) in envelope.messages.iter().enumerate() {
             let index = index as u32;
             if let Some(problem) = &message.problem {
-                rejections.push(Rejection { message: index, reason: problem.clone() });
+                rejections.push(Rejection {
+                    message: index,
+                    reason: problem.clone(),
+                });
                 continue;
             }
             match self.rows_of(message, index, now_ms, &mut decoded) {
@@ -158,13 +179,18 @@ impl Warehouse {
                         }
                     }
                     for (position, reading) in decoded.drain(..).enumerate() {
-                        readings.rows.push(reading_row(&reading, message, position, now_ms));
+                        readings
+                            .rows
+                            .push(reading_row(&reading, message, position, now_ms));
                         readings.messages.push(index);
                     }
                 }
                 Err(error) => {
                     decoded.clear();
-                    rejections.push(Rejection { message: index, reason: error.to_string() });
+                    rejections.push(Rejection {
+                        message: index,
+                        reason: error.to_string(),
+                    });
                 }
             }
         }
@@ -187,7 +213,9 @@ impl Warehouse {
         let mut reason = None;
         let mut written = Vec::new();
         let mut dead_lettered = rejections.len();
-        let all = std::iter::once(&readings).chain(wide.iter()).chain(std::iter::once(&dead));
+        let all = std::iter::once(&readings)
+            .chain(wide.iter())
+            .chain(std::iter::once(&dead));
         for rows in all.filter(|rows| !rows.is_empty()) {
             match writer.write(rows, &batch, now_ms).await {
                 Ok(location) => written.push(json!({"table": rows.schema.table, "rows": rows.rows.len(), "location": location})),
@@ -265,7 +293,12 @@ impl Warehouse {
     }
 }
 
-fn reading_row(reading: &Reading, message: &RawMessage<'_>, position: usize, now_ms: i64) -> Vec<Cell> {
+fn reading_row(
+    reading: &Reading,
+    message: &RawMessage<'_>,
+    position: usize,
+    now_ms: i64,
+) -> Vec<Cell> {
     let dimensions: serde_json::Map<String, serde_json::Value> = reading
         .dimensions
         .iter()
@@ -285,10 +318,19 @@ fn reading_row(reading: &Reading, message: &RawMessage<'_>, position: usize, now
     ]
 }
 
-fn dead_letter_row(message_id: &str, source: &str, received_at_ms: i64, reason: &str, payload: &[u8]) -> Vec<Cell> {
+fn dead_letter_row(
+    message_id: &str,
+    source: &str,
+    received_at_ms: i64,
+    reason: &str,
+    payload: &[u8],
+) -> Vec<Cell> {
     let (payload, encoding) = match std::str::from_utf8(payload) {
         Ok(text) => (text.to_owned(), "utf-8"),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(payload), "base64"),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(payload),
+            "base64",
+        ),
     };
     vec![
         Cell::Timestamp(received_at_ms),

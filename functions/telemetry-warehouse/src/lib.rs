@@ -50,7 +50,9 @@ impl WarehouseTarget {
             if stream.is_empty() || stream.contains('/') {
                 return Err("write firehose://<delivery stream name>".into());
             }
-            return Ok(WarehouseTarget::Firehose { stream: stream.into() });
+            return Ok(WarehouseTarget::Firehose {
+                stream: stream.into(),
+            });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(WarehouseTarget::Postgres { url: url.into() });
@@ -91,23 +93,33 @@ impl WarehouseConfig {
         };
         let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let target = match lookup("WAREHOUSE_URL").filter(|u| !u.is_empty()) {
-            Some(url) => WarehouseTarget::parse(&url).map_err(|why| invalid("WAREHOUSE_URL", &url, why))?,
+            Some(url) => {
+                WarehouseTarget::parse(&url).map_err(|why| invalid("WAREHOUSE_URL", &url, why))?
+            }
             None if in_lambda => WarehouseTarget::Local(PathBuf::from(LAMBDA_WAREHOUSE_DIR)),
             None => WarehouseTarget::Local(PathBuf::from(DEFAULT_WAREHOUSE_DIR)),
         };
-        let firehose_max_attempts = match lookup("FIREHOSE_MAX_ATTEMPTS").filter(|v| !v.is_empty()) {
+        let firehose_max_attempts = match lookup("FIREHOSE_MAX_ATTEMPTS").filter(|v| !v.is_empty())
+        {
             None => 4,
             Some(text) => text
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=10).contains(n))
-                .ok_or_else(|| invalid("FIREHOSE_MAX_ATTEMPTS", &text, "expected a whole number from 1 to 10".into()))?,
+                .ok_or_else(|| {
+                    invalid(
+                        "FIREHOSE_MAX_ATTEMPTS",
+                        &text,
+                        "expected a whole number from 1 to 10".into(),
+                    )
+                })?,
         };
         Ok(WarehouseConfig {
             warehouse: Warehouse {
                 pipeline: Pipeline {
                     mappings,
-                    verification_token: lookup("PUBSUB_VERIFICATION_TOKEN").filter(|t| !t.is_empty()),
+                    verification_token: lookup("PUBSUB_VERIFICATION_TOKEN")
+                        .filter(|t| !t.is_empty()),
                     high_resolution: false,
                 },
             },
@@ -118,14 +130,19 @@ impl WarehouseConfig {
 }
 
 /// Builds the writer for a target, once per cold start.
-pub async fn build_writer(target: &WarehouseTarget, firehose_max_attempts: u32) -> Box<dyn TableWriter> {
+pub async fn build_writer(
+    target: &WarehouseTarget,
+    firehose_max_attempts: u32,
+) -> Box<dyn TableWriter> {
     match target {
         WarehouseTarget::Local(directory) => {
             if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
                 tracing::warn!(directory = %directory.display(), "rows go to the sandbox's local disk; set WAREHOUSE_URL");
             }
             Box::new(parquet_tables::ParquetTables {
-                store: LocalDirectory { root: directory.clone() },
+                store: LocalDirectory {
+                    root: directory.clone(),
+                },
             })
         }
         WarehouseTarget::S3 { bucket, prefix } => {
@@ -136,7 +153,11 @@ pub async fn build_writer(target: &WarehouseTarget, firehose_max_attempts: u32) 
         }
         WarehouseTarget::Firehose { stream } => {
             let sdk = telemetry_aws::load_sdk_config().await;
-            Box::new(telemetry_aws::firehose::FirehoseTables::new(&sdk, stream, firehose_max_attempts))
+            Box::new(telemetry_aws::firehose::FirehoseTables::new(
+                &sdk,
+                stream,
+                firehose_max_attempts,
+            ))
         }
         WarehouseTarget::Postgres { url } => Box::new(postgres::PostgresTables::new(url)),
     }
@@ -148,24 +169,51 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<WarehouseConfig, SettingError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         WarehouseConfig::from_lookup(|name| map.get(name).cloned())
     }
 
     #[test]
     fn targets_parse_from_urls() {
-        assert_eq!(config(&[]).unwrap().target, WarehouseTarget::Local(DEFAULT_WAREHOUSE_DIR.into()));
+        assert_eq!(
+            config(&[]).unwrap().target,
+            WarehouseTarget::Local(DEFAULT_WAREHOUSE_DIR.into())
+        );
         let cases = [
-            ("s3://b/p/", WarehouseTarget::S3 { bucket: "b".into(), prefix: "p".into() }),
-            ("firehose://rows", WarehouseTarget::Firehose { stream: "rows".into() }),
-            ("postgres://u@127.0.0.1/db", WarehouseTarget::Postgres { url: "postgres://u@127.0.0.1/db".into() }),
+            (
+                "s3://b/p/",
+                WarehouseTarget::S3 {
+                    bucket: "b".into(),
+                    prefix: "p".into(),
+                },
+            ),
+            (
+                "firehose://rows",
+                WarehouseTarget::Firehose {
+                    stream: "rows".into(),
+                },
+            ),
+            (
+                "postgres://u@127.0.0.1/db",
+                WarehouseTarget::Postgres {
+                    url: "postgres://u@127.0.0.1/db".into(),
+                },
+            ),
             ("file:///data/wh", WarehouseTarget::Local("/data/wh".into())),
         ];
         for (url, target) in cases {
             assert_eq!(config(&[("WAREHOUSE_URL", url)]).unwrap().target, target);
         }
-        let error = config(&[("WAREHOUSE_URL", "bigquery://x")]).unwrap_err().to_string();
-        assert!(error.contains("WAREHOUSE_URL") && error.contains("bigquery://x"), "{error}");
+        let error = config(&[("WAREHOUSE_URL", "bigquery://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("WAREHOUSE_URL") && error.contains("bigquery://x"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -179,7 +227,8 @@ mod tests {
         let mut asked = asked.into_inner();
         asked.sort();
         asked.dedup();
-        let mut documented: Vec<String> = WAREHOUSE_ENV_VARS.iter().map(|v| v.to_string()).collect();
+        let mut documented: Vec<String> =
+            WAREHOUSE_ENV_VARS.iter().map(|v| v.to_string()).collect();
         documented.sort();
         assert_eq!(asked, documented);
     }

@@ -21,7 +21,10 @@ async fn main() -> Result<(), Error> {
     })?;
     let writer = build_writer(&config.target, config.firehose_max_attempts).await;
     let app: &'static App = Box::leak(Box::new(App { config, writer }));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| handle(app, event))).await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
+        handle(app, event)
+    }))
+    .await
 }
 
 async fn handle(app: &App, event: LambdaEvent<Box<RawValue>>) -> Result<Value, Error> {
@@ -32,7 +35,12 @@ async fn handle(app: &App, event: LambdaEvent<Box<RawValue>>) -> Result<Value, E
     let (response, _counts) = app
         .config
         .warehouse
-        .process(event.payload.get().as_bytes(), &event.context.request_id, now_ms, app.writer.as_ref())
+        .process(
+            event.payload.get().as_bytes(),
+            &event.context.request_id,
+            now_ms,
+            app.writer.as_ref(),
+        )
         .await?;
     Ok(response.to_json())
 }

@@ -40,14 +40,22 @@ pub fn encode(rows: &TableRows) -> Result<Vec<u8>, ParquetError> {
             .set_created_by("iotpipe telemetry-warehouse".into())
             .build(),
     );
-    let mut writer = SerializedFileWriter::new(Vec::with_capacity(rows.rows.len() * 64 + 1024), schema, properties)?;
+    let mut writer = SerializedFileWriter::new(
+        Vec::with_capacity(rows.rows.len() * 64 + 1024),
+        schema,
+        properties,
+    )?;
     let mut group = writer.next_row_group()?;
     let mut index = 0;
     let mut levels: Vec<i16> = Vec::with_capacity(rows.rows.len());
     while let Some(mut column) = group.next_column()? {
         let kind = rows.schema.columns[index].1;
         levels.clear();
-        levels.extend(rows.rows.iter().map(|row| i16::from(row[index] != Cell::Null)));
+        levels.extend(
+            rows.rows
+                .iter()
+                .map(|row| i16::from(row[index] != Cell::Null)),
+        );
         match kind {
             ColumnType::String | ColumnType::Json => {
                 let values: Vec<ByteArray> = rows
@@ -58,7 +66,9 @@ pub fn encode(rows: &TableRows) -> Result<Vec<u8>, ParquetError> {
                         _ => None,
                     })
                     .collect();
-                column.typed::<ByteArrayType>().write_batch(&values, Some(&levels), None)?;
+                column
+                    .typed::<ByteArrayType>()
+                    .write_batch(&values, Some(&levels), None)?;
             }
             ColumnType::Integer | ColumnType::Timestamp => {
                 let values: Vec<i64> = rows
@@ -69,7 +79,9 @@ pub fn encode(rows: &TableRows) -> Result<Vec<u8>, ParquetError> {
                         _ => None,
                     })
                     .collect();
-                column.typed::<Int64Type>().write_batch(&values, Some(&levels), None)?;
+                column
+                    .typed::<Int64Type>()
+                    .write_batch(&values, Some(&levels), None)?;
             }
             ColumnType::Float => {
                 let values: Vec<f64> = rows
@@ -80,7 +92,9 @@ pub fn encode(rows: &TableRows) -> Result<Vec<u8>, ParquetError> {
                         _ => None,
                     })
                     .collect();
-                column.typed::<DoubleType>().write_batch(&values, Some(&levels), None)?;
+                column
+                    .typed::<DoubleType>()
+                    .write_batch(&values, Some(&levels), None)?;
             }
             ColumnType::Boolean => {
                 let values: Vec<bool> = rows
@@ -91,7 +105,9 @@ pub fn encode(rows: &TableRows) -> Result<Vec<u8>, ParquetError> {
                         _ => None,
                     })
                     .collect();
-                column.typed::<BoolType>().write_batch(&values, Some(&levels), None)?;
+                column
+                    .typed::<BoolType>()
+                    .write_batch(&values, Some(&levels), None)?;
             }
         }
         column.close()?;

@@ -11,7 +11,12 @@ pub struct ParquetTables<S> {
 
 #[async_trait]
 impl<S: ObjectStore> TableWriter for ParquetTables<S> {
-    async fn write(&self, rows: &TableRows, batch_id: &str, now_ms: i64) -> Result<String, TableWriteError> {
+    async fn write(
+        &self,
+        rows: &TableRows,
+        batch_id: &str,
+        now_ms: i64,
+    ) -> Result<String, TableWriteError> {
         let fail = |reason: String| TableWriteError {
             table: rows.schema.table.clone(),
             destination: self.store.describe(),

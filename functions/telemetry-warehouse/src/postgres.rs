@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use telemetry_core::table::{Cell, ColumnType, Schema, TableRows, MESSAGE_ID_COLUMN, MESSAGE_ROW_COLUMN};
+use telemetry_core::table::{
+    Cell, ColumnType, Schema, TableRows, MESSAGE_ID_COLUMN, MESSAGE_ROW_COLUMN,
+};
 use telemetry_core::warehouse::{TableWriteError, TableWriter};
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
@@ -53,7 +55,11 @@ pub fn create_table_sql(schema: &Schema) -> String {
         .columns
         .iter()
         .map(|(name, kind)| {
-            let not_null = if name == MESSAGE_ID_COLUMN || name == MESSAGE_ROW_COLUMN { " NOT NULL" } else { "" };
+            let not_null = if name == MESSAGE_ID_COLUMN || name == MESSAGE_ROW_COLUMN {
+                " NOT NULL"
+            } else {
+                ""
+            };
             format!("{} {}{not_null}", quote(name), sql_type(*kind))
         })
         .collect();
@@ -97,7 +103,11 @@ pub fn insert_sql(schema: &Schema) -> String {
 }
 
 /// One column's values as a bind parameter.
-fn column_parameter(rows: &TableRows, index: usize, kind: ColumnType) -> Box<dyn ToSql + Sync + Send> {
+fn column_parameter(
+    rows: &TableRows,
+    index: usize,
+    kind: ColumnType,
+) -> Box<dyn ToSql + Sync + Send> {
     let cells = rows.rows.iter().map(|row| &row[index]);
     match kind {
         ColumnType::String | ColumnType::Json => Box::new(
@@ -186,7 +196,12 @@ impl PostgresTables {
 
 #[async_trait]
 impl TableWriter for PostgresTables {
-    async fn write(&self, rows: &TableRows, _batch_id: &str, _now_ms: i64) -> Result<String, TableWriteError> {
+    async fn write(
+        &self,
+        rows: &TableRows,
+        _batch_id: &str,
+        _now_ms: i64,
+    ) -> Result<String, TableWriteError> {
         let fail = |reason: String| TableWriteError {
             table: rows.schema.table.clone(),
             destination: self.display.clone(),
@@ -212,8 +227,10 @@ impl TableWriter for PostgresTables {
             .enumerate()
             .map(|(index, (_, kind))| column_parameter(rows, index, *kind))
             .collect();
-        let references: Vec<&(dyn ToSql + Sync)> =
-            parameters.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let references: Vec<&(dyn ToSql + Sync)> = parameters
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
         let inserted = client
             .execute(&insert_sql(&rows.schema), &references)
             .await
@@ -235,7 +252,8 @@ mod tests {
     fn statements_quote_identifiers_and_bind_values() {
         let schema = Schema::readings();
         let create = create_table_sql(&schema);
-        assert!(create.starts_with("CREATE TABLE IF NOT EXISTS \"readings\" (\"timestamp\" timestamptz"));
+        assert!(create
+            .starts_with("CREATE TABLE IF NOT EXISTS \"readings\" (\"timestamp\" timestamptz"));
         assert!(create.ends_with("PRIMARY KEY (\"message_id\", \"message_row\"))"));
         let insert = insert_sql(&schema);
         assert!(insert.contains("UNNEST($1::timestamptz[], $2::text[]"));
