@@ -297,36 +297,77 @@ pub fn start_recording(endpoint: &str) {
     assert_eq!(status, 200, "moto recorder starts");
 }
 
-/// A loopback HTTP proxy in front of moto that answers the first
-/// `throttle_first` requests with CloudWatch's `Throttling` error and
-/// forwards the rest; counts what it sees.
+/// A canned HTTP response.
+#[derive(Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Canned {
+    /// CloudWatch's `Throttling` error (query protocol).
+    pub fn cloudwatch_throttling() -> Canned {
+        Canned {
+            status: 400,
+            content_type: "text/xml",
+            body: "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>throttled</RequestId></ErrorResponse>".into(),
+        }
+    }
+}
+
+/// A loopback HTTP proxy in front of moto: answers the first requests with
+/// canned responses (the last one repeats if `repeat_last`), forwards the
+/// rest, and keeps every request body it saw.
 pub struct ThrottlingProxy {
     pub endpoint: String,
     pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub bodies: std::sync::Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl ThrottlingProxy {
+    /// Throttles the first `throttle_first` CloudWatch requests.
     pub fn start(upstream: &str, throttle_first: usize) -> ThrottlingProxy {
+        let script = vec![Canned::cloudwatch_throttling(); throttle_first.min(1000)];
+        Self::scripted(upstream, script, throttle_first == usize::MAX)
+    }
+
+    pub fn scripted(upstream: &str, script: Vec<Canned>, repeat_last: bool) -> ThrottlingProxy {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
+        let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
         let counter = requests.clone();
+        let seen_bodies = bodies.clone();
         let upstream = upstream.to_owned();
+        let script = Arc::new(script);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { break };
                 let counter = counter.clone();
                 let upstream = upstream.clone();
+                let script = script.clone();
+                let seen_bodies = seen_bodies.clone();
                 std::thread::spawn(move || {
                     while let Some((head, body)) = read_request(&mut stream) {
                         let seen = counter.fetch_add(1, Ordering::SeqCst);
-                        let response = if seen < throttle_first {
-                            let xml = "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>throttled</RequestId></ErrorResponse>";
-                            format!("HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{xml}", xml.len()).into_bytes()
-                        } else {
-                            forward(&upstream, &head, &body)
+                        seen_bodies.lock().unwrap().push(body.clone());
+                        let canned = script
+                            .get(seen)
+                            .or(if repeat_last { script.last() } else { None })
+                            .cloned();
+                        let response = match canned {
+                            Some(canned) => format!(
+                                "HTTP/1.1 {} Canned\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{}",
+                                canned.status,
+                                canned.content_type,
+                                canned.body.len(),
+                                canned.body
+                            )
+                            .into_bytes(),
+                            None => forward(&upstream, &head, &body),
                         };
                         use std::io::Write;
                         if stream.write_all(&response).is_err() {
@@ -336,7 +377,11 @@ impl ThrottlingProxy {
                 });
             }
         });
-        ThrottlingProxy { endpoint, requests }
+        ThrottlingProxy {
+            endpoint,
+            requests,
+            bodies,
+        }
     }
 }
 

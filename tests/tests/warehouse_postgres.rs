@@ -29,7 +29,10 @@ async fn postgres_tables_are_created_idempotent_and_injection_proof() {
 
     // The same SQS batch delivered twice: no duplicate rows.
     for request in ["first", "redelivered"] {
-        let (response, _) = warehouse().process(&event, request, NOW_MS, &writer).await.unwrap();
+        let (response, _) = warehouse()
+            .process(&event, request, NOW_MS, &writer)
+            .await
+            .unwrap();
         assert_eq!(response.to_json(), json!({"batchItemFailures": []}));
     }
     assert_eq!(server.psql("SELECT count(*) FROM readings"), "3");
@@ -52,9 +55,18 @@ async fn postgres_tables_are_created_idempotent_and_injection_proof() {
         {"messageId": "h-2", "eventSource": "aws:sqs", "body": r#"{"device": "../../etc", "temperature": 1.5, "timestamp": 1645938060}"#},
     ]})
     .to_string();
-    warehouse().process(hostile.as_bytes(), "hostile", NOW_MS, &writer).await.unwrap();
-    assert_eq!(server.psql("SELECT count(*) FROM readings WHERE device = 'x''); DROP TABLE readings;--'"), "1");
-    assert_eq!(server.psql("SELECT count(*) FROM sensordata WHERE device = '../../etc'"), "1");
+    warehouse()
+        .process(hostile.as_bytes(), "hostile", NOW_MS, &writer)
+        .await
+        .unwrap();
+    assert_eq!(
+        server.psql("SELECT count(*) FROM readings WHERE device = 'x''); DROP TABLE readings;--'"),
+        "1"
+    );
+    assert_eq!(
+        server.psql("SELECT count(*) FROM sensordata WHERE device = '../../etc'"),
+        "1"
+    );
     assert_eq!(server.psql("SELECT count(*) FROM readings"), "5");
 }
 
@@ -64,7 +76,8 @@ async fn one_bad_record_and_one_failed_table_report_exactly_the_failed_record() 
     // A `tweets` table someone created with another shape: inserts into it fail.
     server.psql("CREATE TABLE tweets (tweet text)");
     let writer = PostgresTables::new(&server.url);
-    let tweet = std::fs::read_to_string(repo_root().join("events/pubsub-push--tweet.json")).unwrap();
+    let tweet =
+        std::fs::read_to_string(repo_root().join("events/pubsub-push--tweet.json")).unwrap();
     let tweet: serde_json::Value = serde_json::from_str(&tweet).unwrap();
     let tweet_text = String::from_utf8(
         base64::engine::general_purpose::STANDARD
@@ -78,8 +91,14 @@ async fn one_bad_record_and_one_failed_table_report_exactly_the_failed_record() 
         {"messageId": "tweet", "eventSource": "aws:sqs", "body": tweet_text},
     ]})
     .to_string();
-    let (response, _) = warehouse().process(event.as_bytes(), "mixed", NOW_MS, &writer).await.unwrap();
-    assert_eq!(response.to_json(), json!({"batchItemFailures": [{"itemIdentifier": "tweet"}]}));
+    let (response, _) = warehouse()
+        .process(event.as_bytes(), "mixed", NOW_MS, &writer)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.to_json(),
+        json!({"batchItemFailures": [{"itemIdentifier": "tweet"}]})
+    );
     assert_eq!(server.psql("SELECT message_id FROM readings"), "good");
     assert_eq!(server.psql("SELECT message_id FROM dead_letter"), "bad");
 }

@@ -124,6 +124,14 @@ impl TableWriter for FirehoseTables {
                     .await
                 {
                     Ok(output) if output.failed_put_count() == 0 => {}
+                    Ok(output) if output.request_responses().len() != call.len() => {
+                        last_error = format!(
+                            "{} answers for {} records",
+                            output.request_responses().len(),
+                            call.len()
+                        );
+                        retry.extend(call);
+                    }
                     Ok(output) => {
                         for (index, response) in call.iter().zip(output.request_responses()) {
                             if let Some(code) = response.error_code() {
