@@ -18,10 +18,11 @@ SAMPLE_NOW   := 2022-02-27T05:05:00Z
 SAMPLE_TOKEN := sample-token
 WATCH_PORT   ?= 9761
 
-.PHONY: help setup build run test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
+.PHONY: help setup postgres build run query test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
 
 help:
-	@echo "make run             replay events/ through telemetry-metrics, print the metrics"
+	@echo "make run             replay events/ through telemetry-metrics and telemetry-warehouse, query the warehouse"
+	@echo "make query SQL='...' run SQL over ./warehouse with DuckDB (default: reference 000's query)"
 	@echo "make test            run every test (installs moto into .venv first)"
 	@echo "make invoke-samples  cargo lambda watch + cargo lambda invoke for every sample event"
 	@echo "make lint            rustfmt, clippy -D warnings, cfn-lint and checkov on infra/template.yaml"
@@ -48,16 +49,39 @@ $(STAMP_DEPLOY): requirements-deploy.txt
 
 setup: $(STAMP_TEST)
 
+# The warehouse tests start their own PostgreSQL server; install the
+# binaries from Debian when the machine has none.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL (Debian package)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
 build:
 	cargo build --workspace --bins
 
+# The main job on embedded defaults: every sample event through both
+# functions (metrics as EMF on stdout, rows as Parquet in ./warehouse), then
+# reference 000's query over the warehouse with DuckDB.
 run: setup
+	rm -rf warehouse dead-letters
+	@echo "==> telemetry-metrics: EMF metrics and each trigger's answer"
 	PUBSUB_VERIFICATION_TOKEN=$(SAMPLE_TOKEN) DEAD_LETTER_URL=./dead-letters \
-	  cargo run --quiet -p iotpipe -- replay --now $(SAMPLE_NOW) events/
-	@echo "dead letters (rejected messages, with reasons) are in ./dead-letters/"
+	  cargo run --quiet -p iotpipe -- metrics --now $(SAMPLE_NOW) events/
+	@echo "==> telemetry-warehouse: rows into ./warehouse (Parquet)"
+	PUBSUB_VERIFICATION_TOKEN=$(SAMPLE_TOKEN) WAREHOUSE_URL=./warehouse PIPELINE_CONFIG=config/reference-pipelines.toml \
+	  cargo run --quiet -p iotpipe -- warehouse --now $(SAMPLE_NOW) events/
+	@echo "==> reference 000's query over ./warehouse"
+	$(VENV)/bin/python tools/query.py
+	$(VENV)/bin/python tools/query.py "SELECT table_name, count(*) AS rows FROM (SELECT 'readings' AS table_name FROM readings UNION ALL SELECT 'sensordata' FROM sensordata UNION ALL SELECT 'co2_emissions' FROM co2_emissions UNION ALL SELECT 'tweets' FROM tweets UNION ALL SELECT 'dead_letter' FROM dead_letter) GROUP BY 1 ORDER BY 1"
+	@echo "dead letters of the metrics function (with reasons) are in ./dead-letters/"
+
+SQL ?=
+query: setup
+	$(VENV)/bin/python tools/query.py $(if $(SQL),"$(SQL)")
 
 # The tests run the function binaries, so build them first.
-test: setup build lint
+test: setup postgres build lint
 	cargo test --workspace
 	$(MAKE) --no-print-directory invoke-samples
 

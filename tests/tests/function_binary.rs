@@ -21,12 +21,16 @@ struct Function {
 
 impl Function {
     fn start(runtime: &LocalRuntime, env: &[(&str, String)]) -> Function {
-        let mut command = Command::new(function_binary("telemetry-metrics"));
+        Self::start_binary("telemetry-metrics", runtime, env)
+    }
+
+    fn start_binary(binary: &str, runtime: &LocalRuntime, env: &[(&str, String)]) -> Function {
+        let mut command = Command::new(function_binary(binary));
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
-            .env("AWS_LAMBDA_FUNCTION_NAME", "telemetry-metrics")
+            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
@@ -242,4 +246,46 @@ async fn default_emf_sink_writes_metrics_to_stdout() {
         .expect("still serving");
     assert_eq!(again["readings_accepted"], 1);
     let _ = std::fs::remove_dir_all(dead_letters);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warehouse_binary_writes_parquet_tables_from_its_environment() {
+    let runtime = LocalRuntime::start();
+    let warehouse = std::env::temp_dir().join(format!("iotpipe-wh-bin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&warehouse);
+    let _function = Function::start_binary(
+        "telemetry-warehouse",
+        &runtime,
+        &[
+            ("WAREHOUSE_URL", warehouse.display().to_string()),
+            (
+                "PIPELINE_CONFIG",
+                e2e_tests::repo_root()
+                    .join("config/reference-pipelines.toml")
+                    .display()
+                    .to_string(),
+            ),
+            ("PUBSUB_VERIFICATION_TOKEN", "sample-token".to_owned()),
+        ],
+    );
+    let event =
+        std::fs::read(e2e_tests::repo_root().join("events/pubsub-http--temp.json")).unwrap();
+    let response = runtime
+        .invoke(&event, Duration::from_secs(30))
+        .expect("invocation succeeds");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let rows = e2e_tests::duckdb_query(&format!(
+        "SELECT device, temperature FROM read_parquet('{}/sensordata/**/*.parquet')",
+        warehouse.display()
+    ));
+    assert_eq!(
+        rows,
+        vec![json!({"device": "temp-sensor-istanbul", "temperature": 17.95215062408679})]
+    );
+    let readings = e2e_tests::duckdb_query(&format!(
+        "SELECT count(*) AS n FROM read_parquet('{}/readings/**/*.parquet')",
+        warehouse.display()
+    ));
+    assert_eq!(readings[0]["n"], 1);
+    std::fs::remove_dir_all(&warehouse).unwrap();
 }

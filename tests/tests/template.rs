@@ -40,10 +40,16 @@ fn resources(template: &Value, kind: &str) -> BTreeMap<String, Value> {
 
 /// Binary name -> the environment variables it reads.
 fn known_binaries() -> BTreeMap<&'static str, &'static [&'static str]> {
-    BTreeMap::from([(
-        "telemetry-metrics",
-        telemetry_core::config::METRICS_ENV_VARS,
-    )])
+    BTreeMap::from([
+        (
+            "telemetry-metrics",
+            telemetry_core::config::METRICS_ENV_VARS,
+        ),
+        (
+            "telemetry-warehouse",
+            telemetry_warehouse::WAREHOUSE_ENV_VARS,
+        ),
+    ])
 }
 
 /// Binaries the workspace's function crates define.
@@ -196,6 +202,55 @@ fn every_topic_rule_selects_what_the_functions_use() {
                 );
             }
         }
+    }
+}
+
+/// The Glue tables Athena queries must match the Parquet the function writes.
+#[test]
+fn glue_tables_match_the_parquet_schemas() {
+    let template = template();
+    let tables = resources(&template, "AWS::Glue::Table");
+    for schema in [
+        telemetry_core::table::Schema::readings(),
+        telemetry_core::table::Schema::dead_letter(),
+    ] {
+        let table = tables
+            .values()
+            .find(|t| t["Properties"]["TableInput"]["Name"].as_str() == Some(&schema.table))
+            .unwrap_or_else(|| panic!("no Glue table {}", schema.table));
+        let columns: Vec<(String, String)> = table["Properties"]["TableInput"]["StorageDescriptor"]
+            ["Columns"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["Name"].as_str().unwrap().to_owned(),
+                    c["Type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = schema
+            .columns
+            .iter()
+            .map(|(name, kind)| {
+                let glue = match kind {
+                    telemetry_core::table::ColumnType::Timestamp => "timestamp",
+                    telemetry_core::table::ColumnType::Float => "double",
+                    telemetry_core::table::ColumnType::Integer => "bigint",
+                    telemetry_core::table::ColumnType::Boolean => "boolean",
+                    _ => "string",
+                };
+                (name.clone(), glue.to_owned())
+            })
+            .collect();
+        assert_eq!(columns, expected, "{}", schema.table);
+        let location =
+            text(&table["Properties"]["TableInput"]["Parameters"]["storage.location.template"]);
+        assert!(
+            location.ends_with(&format!("/{}/date=${{!date}}/", schema.table)),
+            "{location}"
+        );
     }
 }
 

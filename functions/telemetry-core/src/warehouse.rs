@@ -95,6 +95,9 @@ pub struct Warehouse {
     pub pipeline: Pipeline,
 }
 
+/// A message's rows of declared tables: (table index, rows).
+type MessageTables = Vec<(usize, Vec<Vec<Cell>>)>;
+
 struct Rejection {
     message: u32,
     reason: String,
@@ -263,7 +266,7 @@ impl Warehouse {
         index: u32,
         now_ms: i64,
         readings: &mut Vec<Reading>,
-    ) -> Result<Vec<(usize, Vec<Vec<Cell>>)>, DecodeError> {
+    ) -> Result<MessageTables, DecodeError> {
         let mut tables = Vec::new();
         let mut wants_readings = true;
         for (position, table) in self.pipeline.mappings.tables.iter().enumerate() {
