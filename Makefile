@@ -18,13 +18,14 @@ SAMPLE_NOW   := 2022-02-27T05:05:00Z
 SAMPLE_TOKEN := sample-token
 WATCH_PORT   ?= 9761
 
-.PHONY: help setup postgres build run query test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
+.PHONY: help setup postgres build run query bench test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
 
 help:
 	@echo "make run             replay events/ through telemetry-metrics and telemetry-warehouse, query the warehouse"
 	@echo "make query SQL='...' run SQL over ./warehouse with DuckDB (default: reference 000's query)"
 	@echo "make test            run every test (installs moto into .venv first)"
 	@echo "make invoke-samples  cargo lambda watch + cargo lambda invoke for every sample event"
+	@echo "make bench           benchmarks next to a Python/Powertools baseline -> BENCHMARKS.md"
 	@echo "make lint            rustfmt, clippy -D warnings, cfn-lint and checkov on infra/template.yaml"
 	@echo "make deploy          sam build + sam deploy --guided (needs AWS credentials)"
 	@echo "make destroy         delete the stack (STACK_NAME=$(STACK_NAME))"
@@ -75,6 +76,19 @@ run: setup
 	$(VENV)/bin/python tools/query.py
 	$(VENV)/bin/python tools/query.py "SELECT table_name, count(*) AS rows FROM (SELECT 'readings' AS table_name FROM readings UNION ALL SELECT 'sensordata' FROM sensordata UNION ALL SELECT 'co2_emissions' FROM co2_emissions UNION ALL SELECT 'tweets' FROM tweets UNION ALL SELECT 'dead_letter' FROM dead_letter) GROUP BY 1 ORDER BY 1"
 	@echo "dead letters of the metrics function (with reasons) are in ./dead-letters/"
+
+BENCH_VENV := .venv-bench
+STAMP_BENCH := $(BENCH_VENV)/.installed
+
+$(STAMP_BENCH): bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+# Release builds for two architectures (~10 minutes on 2 cores), then every
+# measurement; writes BENCHMARKS.md and bench/results.json.
+bench: setup $(STAMP_BENCH)
+	$(VENV)/bin/python bench/run.py
 
 SQL ?=
 query: setup
@@ -142,4 +156,4 @@ clippy:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(DEPLOY_VENV) .aws-sam dead-letters warehouse
+	rm -rf $(VENV) $(DEPLOY_VENV) $(BENCH_VENV) .aws-sam dead-letters warehouse
