@@ -50,7 +50,9 @@ fn benches(c: &mut Criterion) {
     group.bench_function("ceiling_serde_json_value", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(&event).unwrap())
     });
-    group.bench_function("envelope", |b| b.iter(|| parse_event(&event).unwrap().messages.len()));
+    group.bench_function("envelope", |b| {
+        b.iter(|| parse_event(&event).unwrap().messages.len())
+    });
 
     let envelope = parse_event(&event).unwrap();
     let mappings = Mappings::default();
@@ -77,7 +79,9 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let pipeline = Pipeline::default();
     let sink = EmfSink::new("IoT/Telemetry", Box::new(std::io::sink()));
     let dead = telemetry_core::deadletter::LocalDeadLetters {
@@ -86,7 +90,13 @@ fn benches(c: &mut Criterion) {
     group.bench_function("whole_handler_emf", |b| {
         b.iter_batched(
             || (),
-            |()| runtime.block_on(pipeline.process_metrics(&event, "bench", NOW_MS, &sink, &dead)).unwrap().1.readings_accepted,
+            |()| {
+                runtime
+                    .block_on(pipeline.process_metrics(&event, "bench", NOW_MS, &sink, &dead))
+                    .unwrap()
+                    .1
+                    .readings_accepted
+            },
             BatchSize::SmallInput,
         )
     });

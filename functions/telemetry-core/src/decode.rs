@@ -481,7 +481,7 @@ fn decode_fields(
     out: &mut Vec<Reading>,
 ) -> Result<(), DecodeError> {
     // Keys that are metadata, not metrics, when every numeric field is taken.
-    let mut consumed: Vec<&str> = RULE_FIELDS.to_vec();
+    let mut consumed = Consumed::default();
 
     let device = match mapping.and_then(|m| m.device.as_ref()) {
         Some(source) => text_value(&required(source, view, context)?, source)?,
@@ -651,7 +651,7 @@ fn apply_rule(
 fn auto_device(
     view: View<'_, '_>,
     context: &Context<'_>,
-    consumed: &mut Vec<&str>,
+    consumed: &mut Consumed<'_>,
 ) -> CompactString {
     if let View::Object(fields) = view {
         for key in DEVICE_KEYS {
@@ -675,7 +675,7 @@ fn auto_device(
 /// first column that reads as a date), if any.
 fn auto_timestamp(
     view: View<'_, '_>,
-    consumed: &mut Vec<&str>,
+    consumed: &mut Consumed<'_>,
 ) -> Result<Option<i64>, DecodeError> {
     match view {
         View::Object(fields) => {
@@ -707,6 +707,41 @@ fn auto_timestamp(
     }
 }
 
+/// Keys that are metadata, not metrics: kept on the stack (the per-message
+/// path allocates only what it stores).
+struct Consumed<'s> {
+    keys: [&'s str; 16],
+    len: usize,
+    more: Vec<&'s str>,
+}
+
+impl Default for Consumed<'_> {
+    fn default() -> Self {
+        let mut keys = [""; 16];
+        keys[..RULE_FIELDS.len()].copy_from_slice(&RULE_FIELDS);
+        Consumed {
+            keys,
+            len: RULE_FIELDS.len(),
+            more: Vec::new(),
+        }
+    }
+}
+
+impl<'s> Consumed<'s> {
+    fn push(&mut self, key: &'s str) {
+        if self.len < self.keys.len() {
+            self.keys[self.len] = key;
+            self.len += 1;
+        } else {
+            self.more.push(key);
+        }
+    }
+
+    fn contains(&self, key: &&str) -> bool {
+        self.keys[..self.len].contains(key) || self.more.contains(key)
+    }
+}
+
 /// `/N` keys for the first columns, so consumed columns can be skipped
 /// without allocating.
 fn column_key(index: usize) -> &'static str {
@@ -717,7 +752,7 @@ fn column_key(index: usize) -> &'static str {
     KEYS.get(index).copied().unwrap_or("/*")
 }
 
-fn note_consumed<'s>(source: &'s FieldSource, consumed: &mut Vec<&'s str>) {
+fn note_consumed<'s>(source: &'s FieldSource, consumed: &mut Consumed<'s>) {
     if let FieldSource::Pointer(pointer) = source {
         // Object keys are listed bare, columns as `/N`.
         consumed.push(&pointer[1..]);

@@ -148,6 +148,41 @@ pub struct Envelope<'a> {
     pub http: Option<HttpRequestInfo>,
 }
 
+impl Envelope<'_> {
+    pub fn into_owned(self) -> Envelope<'static> {
+        Envelope {
+            kind: self.kind,
+            messages: self
+                .messages
+                .into_iter()
+                .map(RawMessage::into_owned)
+                .collect(),
+            http: self.http,
+        }
+    }
+}
+
+/// An event as the function receives it from `lambda_runtime`: unwrapped
+/// while the runtime deserialises the request body (borrowing from it, so
+/// the event is never copied whole), or kept raw when it cannot be read.
+pub enum IncomingEvent {
+    Parsed(Envelope<'static>),
+    Unreadable { raw: Vec<u8>, error: EnvelopeError },
+}
+
+impl<'de> Deserialize<'de> for IncomingEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(deserializer)?;
+        Ok(match parse_event_str(raw.get()) {
+            Ok(envelope) => IncomingEvent::Parsed(envelope.into_owned()),
+            Err(error) => IncomingEvent::Unreadable {
+                raw: raw.get().as_bytes().to_vec(),
+                error,
+            },
+        })
+    }
+}
+
 /// The event as a whole could not be understood.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
@@ -167,8 +202,8 @@ pub enum EnvelopeError {
 /// keys a shape does not use, so one pass tells the shapes apart.
 #[derive(Deserialize)]
 struct TopLevel<'a> {
-    #[serde(rename = "Records", default)]
-    records: Option<Vec<Record<'a>>>,
+    #[serde(rename = "Records", borrow, default)]
+    records: Option<RecordMessages<'a>>,
     // Pub/Sub push
     #[serde(borrow, default)]
     message: Option<&'a RawValue>,
@@ -323,16 +358,27 @@ struct PubSubMessage<'a> {
 
 /// Unwraps an event of any supported trigger into its messages.
 pub fn parse_event(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
-    let first = event
-        .iter()
-        .copied()
-        .find(|byte| !byte.is_ascii_whitespace());
+    match std::str::from_utf8(event) {
+        Ok(text) => parse_event_str(text),
+        // Not UTF-8, so not JSON: let serde_json say where.
+        Err(_) => Err(EnvelopeError::NotJson(
+            serde_json::from_slice::<serde_json::Value>(event)
+                .err()
+                .unwrap_or_else(|| serde::de::Error::custom("the event is not UTF-8")),
+        )),
+    }
+}
+
+/// As [`parse_event`], for text already known to be UTF-8 (serde_json then
+/// skips validating every string again).
+pub fn parse_event_str(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
+    let first = event.bytes().find(|byte| !byte.is_ascii_whitespace());
     match first {
         Some(b'[') => parse_iot_batch(event),
         Some(b'{') => parse_object(event),
         _ => {
             let value: serde_json::Value =
-                serde_json::from_slice(event).map_err(EnvelopeError::NotJson)?;
+                serde_json::from_str(event).map_err(EnvelopeError::NotJson)?;
             Err(EnvelopeError::NotAnObject {
                 found: json_kind(&value),
             })
@@ -351,8 +397,8 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-fn parse_iot_batch(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
-    let items: Vec<&RawValue> = serde_json::from_slice(event).map_err(EnvelopeError::NotJson)?;
+fn parse_iot_batch(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
+    let items: Vec<&RawValue> = serde_json::from_str(event).map_err(EnvelopeError::NotJson)?;
     let messages = items
         .into_iter()
         .map(|item| {
@@ -371,10 +417,18 @@ fn parse_iot_batch(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     })
 }
 
-fn parse_object(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
-    let top: TopLevel<'_> = serde_json::from_slice(event).map_err(EnvelopeError::NotJson)?;
+fn parse_object(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
+    let top: TopLevel<'_> = serde_json::from_str(event).map_err(EnvelopeError::NotJson)?;
     if let Some(records) = top.records {
-        return parse_records(records);
+        if let Some(error) = records.error {
+            return Err(error);
+        }
+        return Ok(Envelope {
+            // An empty Records list has nothing to report on; SQS is as good as any.
+            kind: records.kind.unwrap_or(EventKind::Sqs),
+            messages: records.messages,
+            http: None,
+        });
     }
     if top.request_context.is_some() && top.body.is_some() {
         return parse_http(&top);
@@ -410,8 +464,8 @@ fn parse_object(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
         kind: EventKind::IotRule,
         messages: vec![RawMessage::new(
             MessageSource::IotRule,
-            Cow::Owned(content_id(event)),
-            Cow::Borrowed(event),
+            Cow::Owned(content_id(event.as_bytes())),
+            Cow::Borrowed(event.as_bytes()),
         )],
         http: None,
     })
@@ -438,10 +492,47 @@ fn raw_string(raw: &RawValue) -> Cow<'_, str> {
     serde_json::from_str::<Cow<'_, str>>(raw.get()).unwrap_or(Cow::Borrowed(raw.get()))
 }
 
-fn parse_records(records: Vec<Record<'_>>) -> Result<Envelope<'_>, EnvelopeError> {
-    let mut kind = None;
-    let mut messages = Vec::with_capacity(records.len());
-    for (index, record) in records.into_iter().enumerate() {
+/// `Records` turned into messages one record at a time, as serde reads
+/// them: no intermediate list of wire records.
+struct RecordMessages<'a> {
+    kind: Option<EventKind>,
+    messages: Vec<RawMessage<'a>>,
+    error: Option<EnvelopeError>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RecordMessages<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RecordsVisitor;
+        impl<'de> serde::de::Visitor<'de> for RecordsVisitor {
+            type Value = RecordMessages<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of SQS, SNS or Kinesis records")
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Self::Value, S::Error> {
+                let mut records = RecordMessages {
+                    kind: None,
+                    messages: Vec::with_capacity(seq.size_hint().unwrap_or(16)),
+                    error: None,
+                };
+                let mut index = 0;
+                while let Some(record) = seq.next_element::<Record<'de>>()? {
+                    if records.error.is_none() {
+                        records.add(index, record);
+                    }
+                    index += 1;
+                }
+                Ok(records)
+            }
+        }
+        deserializer.deserialize_seq(RecordsVisitor)
+    }
+}
+
+impl<'a> RecordMessages<'a> {
+    fn add(&mut self, index: usize, record: Record<'a>) {
         let source_name = record
             .event_source
             .as_deref()
@@ -452,30 +543,26 @@ fn parse_records(records: Vec<Record<'_>>) -> Result<Envelope<'_>, EnvelopeError
             "aws:kinesis" => (EventKind::Kinesis, kinesis_message(record)),
             "aws:sns" => (EventKind::Sns, sns_message(record)),
             other => {
-                return Err(EnvelopeError::UnknownRecordSource {
+                self.error = Some(EnvelopeError::UnknownRecordSource {
                     index,
                     source_name: other.to_owned(),
-                })
+                });
+                return;
             }
         };
-        if kind.is_some_and(|kind| kind != record_kind) {
-            return Err(EnvelopeError::InvalidField {
+        if self.kind.is_some_and(|kind| kind != record_kind) {
+            self.error = Some(EnvelopeError::InvalidField {
                 field: "Records",
                 why: format!(
                     "record {index} is from {}, but earlier records are from another source",
                     record_kind.as_str()
                 ),
             });
+            return;
         }
-        kind = Some(record_kind);
-        messages.push(message);
+        self.kind = Some(record_kind);
+        self.messages.push(message);
     }
-    Ok(Envelope {
-        // An empty Records list has nothing to report on; SQS is as good as any.
-        kind: kind.unwrap_or(EventKind::Sqs),
-        messages,
-        http: None,
-    })
 }
 
 fn sqs_message(record: Record<'_>) -> RawMessage<'_> {
@@ -502,8 +589,12 @@ fn sqs_message(record: Record<'_>) -> RawMessage<'_> {
     message
 }
 
+/// SNS writes `Type` first in its JSON; checking the first key keeps the
+/// common case (a device payload) to a few byte comparisons.
 fn looks_like_sns_notification(body: &str) -> bool {
-    body.trim_start().starts_with('{') && body.contains("\"TopicArn\"") && body.contains("\"Type\"")
+    body.trim_start()
+        .strip_prefix('{')
+        .is_some_and(|rest| rest.trim_start().starts_with("\"Type\""))
 }
 
 fn notification_message(

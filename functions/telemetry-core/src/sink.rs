@@ -45,6 +45,8 @@ pub trait DeadLetterSink: Send + Sync {
 pub struct EmfSink {
     namespace: String,
     writer: Mutex<Box<dyn Write + Send>>,
+    /// Reused across invocations: after the first, encoding touches no new pages.
+    buffer: Mutex<Vec<u8>>,
 }
 
 impl EmfSink {
@@ -56,6 +58,7 @@ impl EmfSink {
         EmfSink {
             namespace: namespace.into(),
             writer: Mutex::new(writer),
+            buffer: Mutex::new(Vec::new()),
         }
     }
 }
@@ -63,13 +66,23 @@ impl EmfSink {
 #[async_trait]
 impl MetricsSink for EmfSink {
     async fn send(&self, readings: &[Reading]) -> Delivery {
-        let mut buffer = Vec::with_capacity(readings.len() * 220);
+        let mut buffer = match self.buffer.lock() {
+            Ok(buffer) => buffer,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        buffer.clear();
+        buffer.reserve(readings.len() * 220);
         emf::encode(&self.namespace, readings, &mut buffer);
         let mut writer = match self.writer.lock() {
             Ok(writer) => writer,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match writer.write_all(&buffer).and_then(|()| writer.flush()) {
+        let written = writer.write_all(&buffer).and_then(|()| writer.flush());
+        // Keep a batch's worth of capacity, not the largest batch ever seen.
+        if buffer.capacity() > 4 << 20 {
+            *buffer = Vec::new();
+        }
+        match written {
             Ok(()) => Delivery::default(),
             Err(error) => Delivery {
                 failed_messages: all_messages(readings),

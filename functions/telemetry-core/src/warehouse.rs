@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::json;
 
 use crate::decode::{decode_message, DecodeError};
-use crate::envelope::{parse_event, RawMessage};
+use crate::envelope::{parse_event, Envelope, EnvelopeError, IncomingEvent, RawMessage};
 use crate::pipeline::{finish, Counts, DecodedBatch, Pipeline, Response, RetryLater};
 use crate::reading::Reading;
 use crate::table::{table_rows, Cell, Schema, TableRows};
@@ -111,8 +111,40 @@ impl Warehouse {
         now_ms: i64,
         writer: &dyn TableWriter,
     ) -> Result<(Response, Counts), RetryLater> {
+        self.process_parsed(parse_event(event), event, request_id, now_ms, writer)
+            .await
+    }
+
+    /// As [`Warehouse::process`], for an event `lambda_runtime` has already unwrapped.
+    pub async fn process_incoming(
+        &self,
+        event: IncomingEvent,
+        request_id: &str,
+        now_ms: i64,
+        writer: &dyn TableWriter,
+    ) -> Result<(Response, Counts), RetryLater> {
+        match event {
+            IncomingEvent::Parsed(envelope) => {
+                self.process_parsed(Ok(envelope), &[], request_id, now_ms, writer)
+                    .await
+            }
+            IncomingEvent::Unreadable { raw, error } => {
+                self.process_parsed(Err(error), &raw, request_id, now_ms, writer)
+                    .await
+            }
+        }
+    }
+
+    async fn process_parsed(
+        &self,
+        parsed: Result<Envelope<'_>, EnvelopeError>,
+        event: &[u8],
+        request_id: &str,
+        now_ms: i64,
+        writer: &dyn TableWriter,
+    ) -> Result<(Response, Counts), RetryLater> {
         let batch = batch_id(request_id, now_ms);
-        let envelope = match parse_event(event) {
+        let envelope = match parsed {
             Ok(envelope) => envelope,
             Err(error) => {
                 let reason = format!("unreadable event: {error}");

@@ -3,31 +3,33 @@
 //! all logic lives in `telemetry-core`.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use telemetry_aws::app::MetricsApp;
 use telemetry_core::config::MetricsConfig;
+use telemetry_core::envelope::IncomingEvent;
 
-#[tokio::main]
+// One thread: invocations arrive one at a time, and a single-threaded
+// runtime keeps memory and start-up small.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = MetricsConfig::from_env().inspect_err(|error| {
         tracing::error!(%error, "invalid configuration");
     })?;
     let app: &'static MetricsApp = Box::leak(Box::new(MetricsApp::build(config).await));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<IncomingEvent>| {
         handle(app, event)
     }))
     .await
 }
 
-async fn handle(app: &MetricsApp, event: LambdaEvent<Box<RawValue>>) -> Result<Value, Error> {
+async fn handle(app: &MetricsApp, event: LambdaEvent<IncomingEvent>) -> Result<Value, Error> {
     let now_ms = now_ms();
     let result = app
         .config
         .pipeline
-        .process_metrics(
-            event.payload.get().as_bytes(),
+        .process_metrics_incoming(
+            event.payload,
             &event.context.request_id,
             now_ms,
             app.metrics.as_ref(),

@@ -3,8 +3,8 @@
 //! logic lives in `telemetry-core` and this crate's library.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use serde_json::value::RawValue;
 use serde_json::Value;
+use telemetry_core::envelope::IncomingEvent;
 use telemetry_core::warehouse::TableWriter;
 use telemetry_warehouse::{build_writer, WarehouseConfig};
 
@@ -13,7 +13,9 @@ struct App {
     writer: Box<dyn TableWriter>,
 }
 
-#[tokio::main]
+// One thread: invocations arrive one at a time, and a single-threaded
+// runtime keeps memory and start-up small.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = WarehouseConfig::from_env().inspect_err(|error| {
@@ -21,13 +23,13 @@ async fn main() -> Result<(), Error> {
     })?;
     let writer = build_writer(&config.target, config.firehose_max_attempts).await;
     let app: &'static App = Box::leak(Box::new(App { config, writer }));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<IncomingEvent>| {
         handle(app, event)
     }))
     .await
 }
 
-async fn handle(app: &App, event: LambdaEvent<Box<RawValue>>) -> Result<Value, Error> {
+async fn handle(app: &App, event: LambdaEvent<IncomingEvent>) -> Result<Value, Error> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)
@@ -35,8 +37,8 @@ async fn handle(app: &App, event: LambdaEvent<Box<RawValue>>) -> Result<Value, E
     let (response, _counts) = app
         .config
         .warehouse
-        .process(
-            event.payload.get().as_bytes(),
+        .process_incoming(
+            event.payload,
             &event.context.request_id,
             now_ms,
             app.writer.as_ref(),
