@@ -134,7 +134,8 @@ class Runtime:
 
 
 class Process:
-    """A function process whose stdout is drained (as Lambda does)."""
+    """A function process; stdout goes to a file (Lambda drains it with a
+    native agent: a slow reader here would slow the writer and skew results)."""
 
     def __init__(self, command, runtime, env, cwd=None):
         environment = {
@@ -152,17 +153,10 @@ class Process:
             "POWERTOOLS_SERVICE_NAME": "bench",
         }
         environment.update(env)
+        self.output = tempfile.TemporaryFile()
         self.started = time.perf_counter()
-        self.process = subprocess.Popen(command, env=environment, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(command, env=environment, cwd=cwd, stdout=self.output, stderr=subprocess.DEVNULL)
         self.stdout_bytes = 0
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        while True:
-            chunk = self.process.stdout.read(1 << 16)
-            if not chunk:
-                return
-            self.stdout_bytes += len(chunk)
 
     def peak_rss_kb(self):
         with open("/proc/%d/status" % self.process.pid) as status:
@@ -174,6 +168,8 @@ class Process:
     def stop(self):
         self.process.kill()
         self.process.wait()
+        self.stdout_bytes = os.fstat(self.output.fileno()).st_size
+        self.output.close()
 
 
 # ---- events ------------------------------------------------------------------
