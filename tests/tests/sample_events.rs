@@ -144,3 +144,49 @@ fn every_expectation_has_its_event() {
         );
     }
 }
+
+/// What the Lambda functions see (the event unwrapped while lambda_runtime
+/// deserialises it) equals what `parse_event` makes of the same bytes.
+#[test]
+fn the_runtime_path_unwraps_every_sample_like_parse_event() {
+    use telemetry_core::envelope::{parse_event, IncomingEvent};
+    for entry in std::fs::read_dir(repo_root().join("events")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.display().to_string();
+        let Ok(expected) = parse_event(&bytes) else {
+            assert!(
+                serde_json::from_slice::<IncomingEvent>(&bytes).is_err(),
+                "{name}"
+            );
+            continue;
+        };
+        let IncomingEvent::Parsed(actual) =
+            serde_json::from_slice::<IncomingEvent>(&bytes).unwrap()
+        else {
+            panic!("{name}: not parsed on the runtime path");
+        };
+        assert_eq!(actual.kind, expected.kind, "{name}");
+        assert_eq!(actual.messages.len(), expected.messages.len(), "{name}");
+        for (a, e) in actual.messages.iter().zip(&expected.messages) {
+            let same_json = serde_json::from_slice::<Value>(&a.payload).ok()
+                == serde_json::from_slice::<Value>(&e.payload).ok();
+            assert!(
+                a.payload == e.payload || same_json,
+                "{name}: payloads differ"
+            );
+            if a.payload == e.payload {
+                assert_eq!(a.id, e.id, "{name}");
+            }
+            assert_eq!(
+                (a.source, &a.topic, a.received_at_ms),
+                (e.source, &e.topic, e.received_at_ms),
+                "{name}"
+            );
+            assert_eq!(a.problem, e.problem, "{name}");
+        }
+    }
+}

@@ -28,4 +28,3 @@ pub async fn load_sdk_config() -> SdkConfig {
         .load()
         .await
 }
-

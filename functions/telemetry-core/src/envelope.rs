@@ -172,14 +172,78 @@ pub enum IncomingEvent {
 
 impl<'de> Deserialize<'de> for IncomingEvent {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = <&'de RawValue>::deserialize(deserializer)?;
-        Ok(match parse_event_str(raw.get()) {
-            Ok(envelope) => IncomingEvent::Parsed(envelope.into_owned()),
-            Err(error) => IncomingEvent::Unreadable {
-                raw: raw.get().as_bytes().to_vec(),
-                error,
-            },
-        })
+        struct EventVisitor;
+        impl<'de> serde::de::Visitor<'de> for EventVisitor {
+            type Value = IncomingEvent;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Lambda event")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let top = TopLevel::from_map(map)?;
+                let rebuilt = top.rebuild();
+                Ok(match envelope_from_top(top, None) {
+                    Ok(envelope) => IncomingEvent::Parsed(envelope.into_owned()),
+                    Err(error) => IncomingEvent::Unreadable {
+                        raw: rebuilt,
+                        error,
+                    },
+                })
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Self::Value, S::Error> {
+                // An IoT rule batch: each element is a message, byte for byte.
+                let mut messages = Vec::new();
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    let payload = item.get().as_bytes().to_vec();
+                    messages.push(RawMessage::new(
+                        MessageSource::IotRule,
+                        Cow::Owned(content_id(&payload)),
+                        Cow::Owned(payload),
+                    ));
+                }
+                Ok(IncomingEvent::Parsed(Envelope {
+                    kind: EventKind::IotRule,
+                    messages,
+                    http: None,
+                }))
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Self::Value, E> {
+                Ok(not_an_object("boolean", value.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(not_an_object("number", value.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                Ok(not_an_object("number", value.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+                Ok(not_an_object("number", value.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(not_an_object(
+                    "string",
+                    serde_json::to_string(value).unwrap_or_default(),
+                ))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(not_an_object("null", "null".into()))
+            }
+        }
+        // Borrowing (no copy of the event) works on serde_json's slice and
+        // str readers, which lambda_runtime uses.
+        deserializer.deserialize_any(EventVisitor)
+    }
+}
+
+fn not_an_object(found: &'static str, raw: String) -> IncomingEvent {
+    IncomingEvent::Unreadable {
+        raw: raw.into_bytes(),
+        error: EnvelopeError::NotAnObject { found },
     }
 }
 
@@ -198,37 +262,98 @@ pub enum EnvelopeError {
 
 // ---- wire types -------------------------------------------------------------
 
-/// The top level of any event, all trigger shapes at once: serde skips the
-/// keys a shape does not use, so one pass tells the shapes apart.
-#[derive(Deserialize)]
+/// The top level of any event, all trigger shapes at once: one pass over
+/// the members tells the shapes apart.
+#[derive(Default)]
 struct TopLevel<'a> {
-    #[serde(rename = "Records", borrow, default)]
     records: Option<RecordMessages<'a>>,
     // Pub/Sub push
-    #[serde(borrow, default)]
     message: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     subscription: Option<&'a RawValue>,
     // EventBridge
-    #[serde(rename = "detail-type", borrow, default)]
     detail_type: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     detail: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     time: Option<&'a RawValue>,
     // HTTP (function URL / API Gateway)
-    #[serde(rename = "requestContext", borrow, default)]
     request_context: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     body: Option<&'a RawValue>,
-    #[serde(rename = "isBase64Encoded", borrow, default)]
     is_base64_encoded: Option<&'a RawValue>,
-    #[serde(rename = "queryStringParameters", borrow, default)]
     query_string_parameters: Option<&'a RawValue>,
-    #[serde(rename = "rawQueryString", borrow, default)]
     raw_query_string: Option<&'a RawValue>,
+    /// Every member but `Records`, in order: an IoT rule object is rebuilt
+    /// from them when the original bytes are not at hand.
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> TopLevel<'a> {
+    fn from_map<M: serde::de::MapAccess<'a>>(mut map: M) -> Result<Self, M::Error> {
+        let mut top = TopLevel::default();
+        while let Some(key) = map.next_key::<Text<'a>>()? {
+            if &*key == "Records" {
+                top.records = Some(map.next_value()?);
+                continue;
+            }
+            let raw: &'a RawValue = map.next_value()?;
+            match &*key {
+                "message" => top.message = Some(raw),
+                "subscription" => top.subscription = Some(raw),
+                "detail-type" => top.detail_type = Some(raw),
+                "detail" => top.detail = Some(raw),
+                "id" => top.id = Some(raw),
+                "time" => top.time = Some(raw),
+                "requestContext" => top.request_context = Some(raw),
+                "body" => top.body = Some(raw),
+                "isBase64Encoded" => top.is_base64_encoded = Some(raw),
+                "queryStringParameters" => top.query_string_parameters = Some(raw),
+                "rawQueryString" => top.raw_query_string = Some(raw),
+                _ => {}
+            }
+            top.members.push((key.0, raw));
+        }
+        Ok(top)
+    }
+
+    /// The object rebuilt from its members, without insignificant whitespace.
+    fn rebuild(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            self.members
+                .iter()
+                .map(|(k, v)| k.len() + v.get().len() + 4)
+                .sum::<usize>()
+                + 2,
+        );
+        out.push(b'{');
+        for (position, (key, value)) in self.members.iter().enumerate() {
+            if position > 0 {
+                out.push(b',');
+            }
+            crate::json_write::write_str(&mut out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for TopLevel<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TopVisitor;
+        impl<'de> serde::de::Visitor<'de> for TopVisitor {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<Self::Value, M::Error> {
+                TopLevel::from_map(map)
+            }
+        }
+        deserializer.deserialize_map(TopVisitor)
+    }
 }
 
 /// A `Records` entry of SQS, SNS or Kinesis, all shapes at once.
@@ -419,6 +544,15 @@ fn parse_iot_batch(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
 
 fn parse_object(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
     let top: TopLevel<'_> = serde_json::from_str(event).map_err(EnvelopeError::NotJson)?;
+    envelope_from_top(top, Some(event.as_bytes()))
+}
+
+/// Tells the shapes apart; `original` is the event's bytes when at hand (an
+/// IoT rule object is then its own payload, byte for byte).
+fn envelope_from_top<'a>(
+    top: TopLevel<'a>,
+    original: Option<&'a [u8]>,
+) -> Result<Envelope<'a>, EnvelopeError> {
     if let Some(records) = top.records {
         if let Some(error) = records.error {
             return Err(error);
@@ -460,12 +594,16 @@ fn parse_object(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
         });
     }
     // Anything else is a topic rule's SELECT output: the device payload itself.
+    let payload = match original {
+        Some(bytes) => Cow::Borrowed(bytes),
+        None => Cow::Owned(top.rebuild()),
+    };
     Ok(Envelope {
         kind: EventKind::IotRule,
         messages: vec![RawMessage::new(
             MessageSource::IotRule,
-            Cow::Owned(content_id(event.as_bytes())),
-            Cow::Borrowed(event.as_bytes()),
+            Cow::Owned(content_id(&payload)),
+            payload,
         )],
         http: None,
     })
