@@ -292,6 +292,50 @@ def warm(command, env, event, readings, cwd=None):
     }
 
 
+BASELINE_IN_PROCESS = r"""
+import io, json, os, statistics, sys, time
+sys.path.insert(0, sys.argv[2])
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "IoT/Telemetry")
+import handler
+
+class Context:
+    function_name = "bench"
+    memory_limit_in_mb = 128
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"
+    def get_remaining_time_in_millis(self):
+        return 900000
+
+raw = open(sys.argv[1], "rb").read()
+sink = open(os.devnull, "w")
+times = []
+for run in range(6):
+    stdout, sys.stdout = sys.stdout, sink
+    start = time.perf_counter()
+    handler.lambda_handler(json.loads(raw), Context())
+    elapsed = time.perf_counter() - start
+    sys.stdout = stdout
+    if run:
+        times.append(elapsed)
+print(json.dumps({"median_s": statistics.median(times)}))
+"""
+
+
+def baseline_in_handler(event):
+    """The baseline's handler called directly, event JSON parsing included
+    (as our criterion figure includes it): no runtime, no transport."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        f.write(event)
+    try:
+        out = subprocess.run([BENCH_PYTHON, "-c", BASELINE_IN_PROCESS, f.name, BASELINE_CWD],
+                             capture_output=True, check=True, text=True,
+                             env=dict(os.environ, POWERTOOLS_SERVICE_NAME="bench")).stdout
+    finally:
+        os.remove(f.name)
+    median = json.loads(out.strip().splitlines()[-1])["median_s"]
+    return {"median_ms": median * 1000, "readings_per_second": MESSAGES / median}
+
+
 def warehouse_run(event):
     directory = tempfile.mkdtemp(prefix="bench-warehouse-")
     result = warm(ours("telemetry-warehouse"), {"WAREHOUSE_URL": directory}, event, MESSAGES)
@@ -404,9 +448,11 @@ def report(results):
                      ratio(w["ours"]["readings_per_second"], base["readings_per_second"]),
                      ">= 50x baseline", "met" if w["ours"]["readings_per_second"] >= 50 * base["readings_per_second"] else "MISSED"))
     handler = crit.get("whole_handler_emf", {})
-    rows.append(("Readings/s per core inside the handler (criterion, 10,000 ref 000 records)",
-                 "{:,.0f}".format(handler.get("readings_per_second", 0)), "-", "-", ">= 1,000,000",
-                 "met" if handler.get("readings_per_second", 0) >= 1_000_000 else "MISSED"))
+    inside = r["baseline_in_handler"]["readings_per_second"]
+    ours_inside = handler.get("readings_per_second", 0)
+    rows.append(("Readings/s per core inside the handler, event parsing included (ours: criterion; baseline: handler called in-process)",
+                 "{:,.0f}".format(ours_inside), "{:,.0f}".format(inside), ratio(ours_inside, inside), ">= 1,000,000 and >= 50x baseline",
+                 "met" if ours_inside >= 1_000_000 and ours_inside >= 50 * inside else "MISSED"))
     wh = r["warehouse"]
     rows.append(("Warehouse: 10,000 messages -> Parquet, rows/s", "{:,.0f}".format(wh["rows_per_second"]), "-", "-", "-", "-"))
     rows.append(("Warehouse: bytes of the readings file (10,000 rows)", "{:,}".format(wh["parquet_bytes_per_file"]), "-", "-", "one file per table per invocation",
@@ -433,7 +479,8 @@ def report(results):
              "Ours: release `bootstrap` binaries from `cargo lambda build --release`. Baseline: the same job in Python with",
              "Powertools for AWS Lambda (`bench/baseline/handler.py`: `BatchProcessor` for SQS, `single_metric` EMF",
              "per reading) under `awslambdaric`. Both run against one local Lambda Runtime API on loopback; \"whole invocation\"",
-             "is from the event leaving the Runtime API to the answer arriving, so it includes moving 6 MB of JSON over HTTP.", "",
+             "is from the event leaving the Runtime API to the answer arriving, so it includes moving 6 MB of JSON over HTTP;",
+             "\"inside the handler\" leaves the transport out on both sides (the event's JSON parsing stays in).", "",
              "Machine: %s, %d cores, Linux %s, %s." % (r["machine"]["cpu"], r["machine"]["cores"], r["machine"]["kernel"], r["machine"]["date"]), "",
              "| figure | ours | baseline | ratio | goal | |", "| --- | --- | --- | --- | --- | --- |"]
     for row in rows:
@@ -484,6 +531,8 @@ def main():
     results["warehouse"] = warehouse_run(event_000)
     log("API calls at moto")
     results["api"] = {"put_metric_data_calls": api_calls_at_moto(event_000), "readings": MESSAGES, "devices": DEVICES}
+    log("baseline handler in process")
+    results["baseline_in_handler"] = baseline_in_handler(event_000)
     results["criterion"] = criterion()
     history = os.path.join(ROOT, "bench", "history.md")
     if os.path.exists(history):
