@@ -3,7 +3,6 @@
 //! and copies the figures into BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use serde_json::json;
 use telemetry_core::decode::decode_message;
 use telemetry_core::emf;
 use telemetry_core::envelope::parse_event;
@@ -12,34 +11,10 @@ use telemetry_core::pipeline::Pipeline;
 use telemetry_core::reading::Reading;
 use telemetry_core::sink::EmfSink;
 
-const MESSAGES: usize = 10_000;
-const NOW_MS: i64 = 1_645_938_300_000;
+mod sqs_batch;
 
-/// An SQS batch of reference 000's payload from 100 devices.
-fn sqs_batch() -> Vec<u8> {
-    let records: Vec<_> = (0..MESSAGES)
-        .map(|i| {
-            let body = format!(
-                "{{\n    \"timestamp\": {},\n    \"device\": \"temp-sensor-{:03}\",\n    \"temperature\": {}\n}}",
-                1_645_938_000 + (i / 100) as i64,
-                i % 100,
-                17.0 + (i % 97) as f64 * 0.013
-            );
-            json!({
-                "messageId": format!("059f36b4-87a3-44ab-83d2-{i:012}"),
-                "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1645938062000", "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1645938062005"},
-                "messageAttributes": {},
-                "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:iot-telemetry",
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    serde_json::to_vec(&json!({"Records": records})).unwrap()
-}
+use sqs_batch::{sqs_batch, MESSAGES};
+const NOW_MS: i64 = 1_645_938_300_000;
 
 fn benches(c: &mut Criterion) {
     let event = sqs_batch();

@@ -2,6 +2,9 @@
 //! profilers (`perf record`, `valgrind --tool=callgrind`):
 //! `cargo build --release --example profile_handler -p telemetry-core`.
 
+#[path = "../benches/sqs_batch.rs"]
+mod sqs_batch;
+
 use telemetry_core::pipeline::Pipeline;
 use telemetry_core::sink::EmfSink;
 
@@ -10,27 +13,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200);
-    let start = 1_645_938_000;
-    let mut records = Vec::new();
-    for i in 0..10_000 {
-        let body = format!(
-            "{{\n    \"timestamp\": {},\n    \"device\": \"temp-sensor-{:03}\",\n    \"temperature\": {}\n}}",
-            start + i / 100,
-            i % 100,
-            17.0 + (i % 97) as f64 * 0.013
-        );
-        records.push(serde_json::json!({
-            "messageId": format!("059f36b4-87a3-44ab-83d2-{i:012}"),
-            "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-            "body": body,
-            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1645938062000"},
-            "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:iot-telemetry",
-            "awsRegion": "us-east-1"
-        }));
-    }
-    let event = serde_json::to_vec(&serde_json::json!({"Records": records})).unwrap();
+    let event = sqs_batch::sqs_batch();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

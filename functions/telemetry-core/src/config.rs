@@ -101,10 +101,7 @@ impl MetricsConfig {
             value: value.to_owned(),
             why,
         };
-        let mappings = match lookup("PIPELINE_CONFIG").filter(|p| !p.is_empty()) {
-            Some(path) => Mappings::load(std::path::Path::new(&path))?,
-            None => Mappings::default(),
-        };
+        let mappings = load_mappings(&lookup)?;
         let namespace = lookup("METRICS_NAMESPACE")
             .filter(|n| !n.is_empty())
             .or_else(|| mappings.namespace.clone())
@@ -134,20 +131,7 @@ impl MetricsConfig {
             None => DeadLetterTarget::Local(PathBuf::from(DEFAULT_DEAD_LETTER_DIR)),
         };
         let high_resolution = parse_bool(&lookup, "METRICS_HIGH_RESOLUTION")?;
-        let max_attempts = match lookup("CLOUDWATCH_MAX_ATTEMPTS").filter(|v| !v.is_empty()) {
-            None => 5,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=20).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        "CLOUDWATCH_MAX_ATTEMPTS",
-                        &text,
-                        "expected a whole number from 1 to 20".into(),
-                    )
-                })?,
-        };
+        let max_attempts = parse_count(&lookup, "CLOUDWATCH_MAX_ATTEMPTS", 5, 20)?;
         Ok(MetricsConfig {
             namespace,
             sink,
@@ -159,6 +143,35 @@ impl MetricsConfig {
             },
             max_attempts,
         })
+    }
+}
+
+/// The pipeline config named by `PIPELINE_CONFIG`, or none.
+pub fn load_mappings(lookup: &impl Fn(&str) -> Option<String>) -> Result<Mappings, SettingError> {
+    match lookup("PIPELINE_CONFIG").filter(|p| !p.is_empty()) {
+        Some(path) => Ok(Mappings::load(std::path::Path::new(&path))?),
+        None => Ok(Mappings::default()),
+    }
+}
+
+/// A whole number from 1 to `max`, `default` when unset.
+pub fn parse_count(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u32,
+    max: u32,
+) -> Result<u32, SettingError> {
+    match lookup(variable).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| SettingError::Invalid {
+                variable,
+                value: text.clone(),
+                why: format!("expected a whole number from 1 to {max}"),
+            }),
     }
 }
 

@@ -140,16 +140,8 @@ fn decode_bytes(
             decode_object_payload(mappings, &fields, context, out, may_unwrap)
         }
         Some(b'[') if !wants_text => {
-            let items: Vec<&RawValue> = serde_json::from_slice(trimmed)
-                .map_err(|error| DecodeError::Json(error.to_string()))?;
-            for (position, item) in items.iter().enumerate() {
-                let fields: ObjectFields<'_> =
-                    serde_json::from_str(item.get()).map_err(|_| DecodeError::Invalid {
-                        field: format!("/{position}"),
-                        value: truncate(item.get(), 60).to_owned(),
-                        why: "an array payload must hold objects".into(),
-                    })?;
-                decode_object_payload(mappings, &fields, context, out, false)?;
+            for item in array_items(trimmed)? {
+                decode_object_payload(mappings, &object_item(item)?, context, out, false)?;
             }
             Ok(())
         }
@@ -196,6 +188,22 @@ fn decode_object_payload(
         }
     }
     decode_fields(mapping, View::Object(fields), &context, out)
+}
+
+/// The elements of an array payload, with their positions.
+fn array_items(payload: &[u8]) -> Result<impl Iterator<Item = (usize, &RawValue)>, DecodeError> {
+    let items: Vec<&RawValue> =
+        serde_json::from_slice(payload).map_err(|error| DecodeError::Json(error.to_string()))?;
+    Ok(items.into_iter().enumerate())
+}
+
+/// One element of an array payload, which must be an object.
+fn object_item((position, item): (usize, &RawValue)) -> Result<ObjectFields<'_>, DecodeError> {
+    serde_json::from_str(item.get()).map_err(|_| DecodeError::Invalid {
+        field: format!("/{position}"),
+        value: truncate(item.get(), 60).to_owned(),
+        why: "an array payload must hold objects".into(),
+    })
 }
 
 /// The context of an object payload: rule fields override the envelope's.
@@ -325,15 +333,8 @@ fn records_of(
         }
         Some(b'[') if !json_allowed => Ok(()),
         Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_slice(trimmed)
-                .map_err(|error| DecodeError::Json(error.to_string()))?;
-            for (position, item) in items.iter().enumerate() {
-                let fields: ObjectFields<'_> =
-                    serde_json::from_str(item.get()).map_err(|_| DecodeError::Invalid {
-                        field: format!("/{position}"),
-                        value: truncate(item.get(), 60).to_owned(),
-                        why: "an array payload must hold objects".into(),
-                    })?;
+            for item in array_items(trimmed)? {
+                let fields = object_item(item)?;
                 let item_context = object_context(&fields, context);
                 visit(&PayloadRecord {
                     view: View::Object(&fields),

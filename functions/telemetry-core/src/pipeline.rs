@@ -249,28 +249,11 @@ impl Pipeline {
                 let reason = format!("unreadable event: {error}");
                 tracing::warn!(%reason, "dead-lettering the whole event");
                 let letter = DeadLetter::whole_event(event, request_id, reason.clone(), now_ms);
-                return match dead_letters.write(&[letter]).await {
-                    Ok(location) => Ok((
-                        Response::Summary(
-                            json!({"dead_lettered": 1, "reason": reason, "dead_letters": location}),
-                        ),
-                        Counts {
-                            messages: 1,
-                            dead_lettered: 1,
-                            ..Counts::default()
-                        },
-                    )),
-                    Err(error) => Err(RetryLater {
-                        failed: 1,
-                        messages: 1,
-                        reason: error.to_string(),
-                        counts: Counts {
-                            messages: 1,
-                            retried: 1,
-                            ..Counts::default()
-                        },
-                    }),
-                };
+                let written = dead_letters
+                    .write(&[letter])
+                    .await
+                    .map_err(|e| e.to_string());
+                return unreadable_event_outcome(reason, written);
             }
         };
         if let Some(http) = &envelope.http {
@@ -326,6 +309,36 @@ impl Pipeline {
             api_calls: delivery.api_calls,
         };
         finish(&batch, failed, reason, counts)
+    }
+}
+
+/// The answer for an event that could not be unwrapped, once it was (or
+/// could not be) dead-lettered whole: done, or retried.
+pub fn unreadable_event_outcome(
+    reason: String,
+    written: Result<String, String>,
+) -> Result<(Response, Counts), RetryLater> {
+    match written {
+        Ok(location) => Ok((
+            Response::Summary(
+                json!({"dead_lettered": 1, "reason": reason, "dead_letters": location}),
+            ),
+            Counts {
+                messages: 1,
+                dead_lettered: 1,
+                ..Counts::default()
+            },
+        )),
+        Err(error) => Err(RetryLater {
+            failed: 1,
+            messages: 1,
+            reason: error,
+            counts: Counts {
+                messages: 1,
+                retried: 1,
+                ..Counts::default()
+            },
+        }),
     }
 }
 

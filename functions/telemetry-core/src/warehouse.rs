@@ -10,7 +10,9 @@ use serde_json::json;
 
 use crate::decode::{decode_message, DecodeError};
 use crate::envelope::{parse_event, Envelope, EnvelopeError, IncomingEvent, RawMessage};
-use crate::pipeline::{finish, Counts, DecodedBatch, Pipeline, Response, RetryLater};
+use crate::pipeline::{
+    finish, unreadable_event_outcome, Counts, DecodedBatch, Pipeline, Response, RetryLater,
+};
 use crate::reading::Reading;
 use crate::table::{table_rows, Cell, Schema, TableRows};
 
@@ -158,28 +160,11 @@ impl Warehouse {
                 ));
                 dead.messages.push(0);
                 tracing::warn!(%reason, "dead-lettering the whole event");
-                return match writer.write(&dead, &batch, now_ms).await {
-                    Ok(location) => Ok((
-                        Response::Summary(
-                            json!({"dead_lettered": 1, "reason": reason, "dead_letters": location}),
-                        ),
-                        Counts {
-                            messages: 1,
-                            dead_lettered: 1,
-                            ..Counts::default()
-                        },
-                    )),
-                    Err(error) => Err(RetryLater {
-                        failed: 1,
-                        messages: 1,
-                        reason: error.to_string(),
-                        counts: Counts {
-                            messages: 1,
-                            retried: 1,
-                            ..Counts::default()
-                        },
-                    }),
-                };
+                let written = writer
+                    .write(&dead, &batch, now_ms)
+                    .await
+                    .map_err(|e| e.to_string());
+                return unreadable_event_outcome(reason, written);
             }
         };
         if let Some(http) = &envelope.http {

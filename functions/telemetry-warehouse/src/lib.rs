@@ -7,8 +7,7 @@ pub mod postgres;
 
 use std::path::PathBuf;
 
-use telemetry_core::config::SettingError;
-use telemetry_core::mapping::Mappings;
+use telemetry_core::config::{load_mappings, parse_count, SettingError};
 use telemetry_core::pipeline::Pipeline;
 use telemetry_core::warehouse::{LocalDirectory, TableWriter, Warehouse};
 
@@ -87,10 +86,7 @@ impl WarehouseConfig {
             value: value.to_owned(),
             why,
         };
-        let mappings = match lookup("PIPELINE_CONFIG").filter(|p| !p.is_empty()) {
-            Some(path) => Mappings::load(std::path::Path::new(&path))?,
-            None => Mappings::default(),
-        };
+        let mappings = load_mappings(&lookup)?;
         let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let target = match lookup("WAREHOUSE_URL").filter(|u| !u.is_empty()) {
             Some(url) => {
@@ -99,21 +95,7 @@ impl WarehouseConfig {
             None if in_lambda => WarehouseTarget::Local(PathBuf::from(LAMBDA_WAREHOUSE_DIR)),
             None => WarehouseTarget::Local(PathBuf::from(DEFAULT_WAREHOUSE_DIR)),
         };
-        let firehose_max_attempts = match lookup("FIREHOSE_MAX_ATTEMPTS").filter(|v| !v.is_empty())
-        {
-            None => 4,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=10).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        "FIREHOSE_MAX_ATTEMPTS",
-                        &text,
-                        "expected a whole number from 1 to 10".into(),
-                    )
-                })?,
-        };
+        let firehose_max_attempts = parse_count(&lookup, "FIREHOSE_MAX_ATTEMPTS", 4, 10)?;
         Ok(WarehouseConfig {
             warehouse: Warehouse {
                 pipeline: Pipeline {
