@@ -135,7 +135,7 @@ fn decode_bytes(
     match trimmed.first() {
         None => Err(DecodeError::Empty),
         Some(b'{') if !wants_text => {
-            let fields: ObjectFields<'_> = serde_json::from_slice(trimmed)
+            let fields = ObjectFields::from_json(trimmed)
                 .map_err(|error| DecodeError::Json(error.to_string()))?;
             decode_object_payload(mappings, &fields, context, out, may_unwrap)
         }
@@ -310,7 +310,7 @@ fn records_of(
     match trimmed.first() {
         None => Err(DecodeError::Empty),
         Some(b'{') if json_allowed || may_unwrap => {
-            let fields: ObjectFields<'_> = match serde_json::from_slice(trimmed) {
+            let fields = match ObjectFields::from_json(trimmed) {
                 Ok(fields) => fields,
                 // A delimited table only looked for a base64 wrapper.
                 Err(_) if !json_allowed => return Ok(()),

@@ -7,6 +7,7 @@ pub mod deadletter;
 pub mod decode;
 pub mod emf;
 pub mod envelope;
+mod json_scan;
 pub mod json_write;
 pub mod mapping;
 pub mod payload;

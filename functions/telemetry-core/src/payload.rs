@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::json_scan::{Scan, Scanner, Unusual};
 use crate::text::Text;
 
 /// One payload value.
@@ -40,10 +41,15 @@ impl<'a> Field<'a> {
             Some(b'f') => Field::Bool(false),
             Some(b'n') => Field::Null,
             Some(b'{') | Some(b'[') => Field::Nested(text),
-            _ => match text.parse::<i64>() {
-                Ok(integer) => Field::Int(integer),
-                Err(_) => text.parse().map(Field::Number).unwrap_or(Field::Null),
-            },
+            _ => Field::from_number_text(text),
+        }
+    }
+
+    /// A JSON number's text: exact if it is an integer that fits i64.
+    fn from_number_text(text: &str) -> Field<'a> {
+        match text.parse::<i64>() {
+            Ok(integer) => Field::Int(integer),
+            Err(_) => text.parse().map(Field::Number).unwrap_or(Field::Null),
         }
     }
 
@@ -110,6 +116,40 @@ pub(crate) fn truncate(text: &str, max: usize) -> &str {
 pub struct ObjectFields<'a>(pub Vec<(Cow<'a, str>, Field<'a>)>);
 
 impl<'a> ObjectFields<'a> {
+    /// Splits a JSON object. A plain object is read by the scanner (one
+    /// pass, numbers parsed once); anything else goes through serde, which
+    /// also words the error.
+    pub fn from_json(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        if let Ok(text) = simdutf8::basic::from_utf8(json) {
+            if let Ok(fields) = Self::scan(text) {
+                return Ok(fields);
+            }
+        }
+        serde_json::from_slice(json)
+    }
+
+    fn scan(text: &'a str) -> Scan<Self> {
+        let mut scanner = Scanner::new(text);
+        scanner.expect(b'{')?;
+        let mut fields = Vec::with_capacity(8);
+        let mut first = true;
+        while let Some(key) = scanner.next_key(&mut first)? {
+            let field = match scanner.peek().ok_or(Unusual)? {
+                b'"' => Field::Text(scanner.string()?.value()?),
+                b'{' | b'[' => Field::Nested(scanner.value_text()?),
+                b't' | b'f' | b'n' => match scanner.literal()? {
+                    "true" => Field::Bool(true),
+                    "false" => Field::Bool(false),
+                    _ => Field::Null,
+                },
+                _ => Field::from_number_text(scanner.number()?),
+            };
+            fields.push((key.value()?, field));
+        }
+        scanner.finish()?;
+        Ok(ObjectFields(fields))
+    }
+
     pub fn get(&self, key: &str) -> Option<&Field<'a>> {
         self.0
             .iter()
@@ -198,6 +238,29 @@ pub fn guess_delimiter(text: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scanned_objects_equal_serde_ones_even_when_damaged() {
+        let payloads = [
+            "{\n    \"timestamp\": 1645938000,\n    \"device\": \"temp-sensor-001\",\n    \"temperature\": 17.25\n}",
+            r#"{"name":"cpu","unit":"Percent","value":"42 ","ok":true,"none":null,"n":{"a":[1,2]},"big":12345678901234567890,"e":-1.5e3,"t\u00e9xt":"\"q\""}"#,
+        ];
+        let mut accepted = 0;
+        for payload in payloads {
+            let mut cases = crate::json_scan::mutations(payload, 1500);
+            cases.push(payload.to_owned());
+            for case in cases {
+                let Ok(scanned) = ObjectFields::scan(&case) else {
+                    continue;
+                };
+                accepted += 1;
+                let serde: ObjectFields = serde_json::from_str(&case)
+                    .unwrap_or_else(|error| panic!("{case}: scanned, serde says {error}"));
+                assert_eq!(format!("{scanned:?}"), format!("{serde:?}"), "{case}");
+            }
+        }
+        assert!(accepted > 200, "only {accepted} payloads scanned");
+    }
 
     #[test]
     fn splits_an_object_without_copying_plain_strings() {

@@ -1,0 +1,445 @@
+//! A small validating JSON scanner for the two shapes that dominate the hot
+//! path: SQS batches and flat device objects. It reads exactly what those
+//! need and skips the rest without building anything, where serde's derive
+//! machinery would parse every key and visit every value.
+//!
+//! It never decides anything on its own: whatever it does not expect
+//! (other shapes, escapes in keys, duplicate fields, invalid JSON) comes
+//! back as [`Unusual`], and the caller hands the input to the serde path,
+//! which then accepts it or explains what is wrong with it.
+
+use std::borrow::Cow;
+
+/// The input is not the plain shape this scanner reads: use the serde path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unusual;
+
+pub(crate) type Scan<T> = Result<T, Unusual>;
+
+/// Deeper nesting than this is left to serde_json (its own limit is 128).
+const MAX_DEPTH: usize = 100;
+
+/// A JSON string as it appears between its quotes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonStr<'a> {
+    raw: &'a str,
+    escaped: bool,
+}
+
+impl<'a> JsonStr<'a> {
+    /// The raw text, for comparing with keys that have no escapes.
+    pub fn raw(&self) -> Option<&'a str> {
+        (!self.escaped).then_some(self.raw)
+    }
+
+    /// The string's value: borrowed unless it has escapes.
+    pub fn value(&self) -> Scan<Cow<'a, str>> {
+        if self.escaped {
+            unescape(self.raw).map(Cow::Owned)
+        } else {
+            Ok(Cow::Borrowed(self.raw))
+        }
+    }
+}
+
+pub(crate) struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+        }
+    }
+
+    #[inline]
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// The next significant byte, not consumed.
+    #[inline]
+    pub fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline]
+    pub fn expect(&mut self, byte: u8) -> Scan<()> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Unusual)
+        }
+    }
+
+    /// Only whitespace is left.
+    pub fn finish(&mut self) -> Scan<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(Unusual),
+        }
+    }
+
+    /// The next key of an object whose `{` has been read, with its `:`
+    /// consumed; `None` once the closing `}` is read.
+    #[inline]
+    pub fn next_key(&mut self, first: &mut bool) -> Scan<Option<JsonStr<'a>>> {
+        match self.peek() {
+            Some(b'}') => {
+                self.pos += 1;
+                return Ok(None);
+            }
+            Some(b',') if !*first => self.pos += 1,
+            Some(b'"') if *first => {}
+            _ => return Err(Unusual),
+        }
+        *first = false;
+        let key = self.string()?;
+        self.expect(b':')?;
+        Ok(Some(key))
+    }
+
+    /// Whether another element follows in an array whose `[` has been read;
+    /// `false` once the closing `]` is read.
+    #[inline]
+    pub fn next_element(&mut self, first: &mut bool) -> Scan<bool> {
+        match self.peek() {
+            Some(b']') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(b',') if !*first => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(_) if *first => {
+                *first = false;
+                Ok(true)
+            }
+            _ => Err(Unusual),
+        }
+    }
+
+    /// A string value (the next significant byte must be its `"`).
+    #[inline]
+    pub fn string(&mut self) -> Scan<JsonStr<'a>> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            // Searching the whole remaining input, not just the string, lets
+            // every string end inside an 8-byte word: no byte-wise tail.
+            self.pos = next_special(self.bytes, self.pos).ok_or(Unusual)?;
+            match self.bytes[self.pos] {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    self.pos += match self.bytes.get(self.pos + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => 2,
+                        Some(b'u') => {
+                            let hex = self.bytes.get(self.pos + 2..self.pos + 6).ok_or(Unusual)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(Unusual);
+                            }
+                            6
+                        }
+                        _ => return Err(Unusual),
+                    };
+                }
+                // A raw control character: not allowed inside a JSON string.
+                _ => return Err(Unusual),
+            }
+        }
+        let raw = &self.text[start..self.pos];
+        self.pos += 1;
+        Ok(JsonStr { raw, escaped })
+    }
+
+    /// The raw text of the next value, whatever it is, validated.
+    pub fn value_text(&mut self) -> Scan<&'a str> {
+        self.skip_whitespace();
+        let start = self.pos;
+        self.skip_value()?;
+        Ok(&self.text[start..self.pos])
+    }
+
+    /// A number's text, validated against JSON's grammar.
+    pub fn number(&mut self) -> Scan<&'a str> {
+        self.skip_whitespace();
+        let start = self.pos;
+        let bytes = self.bytes;
+        let digits = |pos: &mut usize| {
+            let from = *pos;
+            while bytes.get(*pos).is_some_and(u8::is_ascii_digit) {
+                *pos += 1;
+            }
+            *pos > from
+        };
+        let mut pos = self.pos;
+        if bytes.get(pos) == Some(&b'-') {
+            pos += 1;
+        }
+        match bytes.get(pos) {
+            Some(b'0') => pos += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut pos);
+            }
+            _ => return Err(Unusual),
+        }
+        if bytes.get(pos) == Some(&b'.') {
+            pos += 1;
+            if !digits(&mut pos) {
+                return Err(Unusual);
+            }
+        }
+        if let Some(b'e' | b'E') = bytes.get(pos) {
+            pos += 1;
+            if let Some(b'+' | b'-') = bytes.get(pos) {
+                pos += 1;
+            }
+            if !digits(&mut pos) {
+                return Err(Unusual);
+            }
+        }
+        self.pos = pos;
+        Ok(&self.text[start..pos])
+    }
+
+    /// `true`, `false` or `null`, as the literal's text.
+    pub fn literal(&mut self) -> Scan<&'static str> {
+        self.skip_whitespace();
+        let rest = &self.bytes[self.pos..];
+        for literal in ["true", "false", "null"] {
+            if rest.starts_with(literal.as_bytes()) {
+                self.pos += literal.len();
+                return Ok(literal);
+            }
+        }
+        Err(Unusual)
+    }
+
+    /// Skips one value of any kind, checking it is valid JSON.
+    pub fn skip_value(&mut self) -> Scan<()> {
+        self.skip_nested(0)
+    }
+
+    fn skip_nested(&mut self, depth: usize) -> Scan<()> {
+        if depth > MAX_DEPTH {
+            return Err(Unusual);
+        }
+        match self.peek().ok_or(Unusual)? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                self.pos += 1;
+                let mut first = true;
+                while self.next_key(&mut first)?.is_some() {
+                    self.skip_nested(depth + 1)?;
+                }
+                Ok(())
+            }
+            b'[' => {
+                self.pos += 1;
+                let mut first = true;
+                while self.next_element(&mut first)? {
+                    self.skip_nested(depth + 1)?;
+                }
+                Ok(())
+            }
+            b't' | b'f' | b'n' => self.literal().map(drop),
+            _ => self.number().map(drop),
+        }
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Position of the first `"`, `\` or control character at or after `pos`,
+/// eight bytes at a time.
+#[inline]
+fn next_special(bytes: &[u8], mut pos: usize) -> Option<usize> {
+    while let Some(chunk) = bytes.get(pos..pos + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // Bytes that are zero (in `quote`/`backslash`) or below 0x20: the
+        // lowest flagged byte is always a real match (borrows only carry up).
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | word.wrapping_sub(ONES * 0x20) & !word)
+            & HIGHS;
+        if found != 0 {
+            return Some(pos + (found.trailing_zeros() / 8) as usize);
+        }
+        pos += 8;
+    }
+    bytes[pos.min(bytes.len())..]
+        .iter()
+        .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+        .map(|offset| pos + offset)
+}
+
+/// The value of a string's escaped text (already checked by the scanner).
+fn unescape(raw: &str) -> Scan<String> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut pos = 0;
+    // Escapes come every few bytes in an escaped JSON body: a plain search
+    // beats memchr's per-call set-up.
+    while let Some(found) = bytes[pos..].iter().position(|&byte| byte == b'\\') {
+        out.push_str(&raw[pos..pos + found]);
+        pos += found;
+        let escape = *bytes.get(pos + 1).ok_or(Unusual)?;
+        pos += 2;
+        let decoded = match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let high = hex4(bytes, pos)?;
+                pos += 4;
+                if (0xD800..0xDC00).contains(&high) {
+                    // A surrogate pair: the low half must follow at once.
+                    if bytes.get(pos..pos + 2) != Some(b"\\u") {
+                        return Err(Unusual);
+                    }
+                    let low = hex4(bytes, pos + 2)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return Err(Unusual);
+                    }
+                    pos += 6;
+                    char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+                        .ok_or(Unusual)?
+                } else {
+                    char::from_u32(high).ok_or(Unusual)?
+                }
+            }
+            _ => return Err(Unusual),
+        };
+        out.push(decoded);
+    }
+    out.push_str(&raw[pos..]);
+    Ok(out)
+}
+
+fn hex4(bytes: &[u8], pos: usize) -> Scan<u32> {
+    let digits = bytes.get(pos..pos + 4).ok_or(Unusual)?;
+    let text = std::str::from_utf8(digits).map_err(|_| Unusual)?;
+    u32::from_str_radix(text, 16).map_err(|_| Unusual)
+}
+
+/// Deterministic damaged copies of `text` (bytes deleted, doubled or
+/// replaced by JSON punctuation), for checking that the scanner never
+/// accepts what serde refuses, nor reads it differently.
+#[cfg(test)]
+pub(crate) fn mutations(text: &str, count: usize) -> Vec<String> {
+    const REPLACEMENTS: &[u8] = b"\"\\{}[],: 0a-.e\nu";
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ text.len() as u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as usize
+    };
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count && !text.is_empty() {
+        let mut bytes = text.as_bytes().to_vec();
+        let at = next() % bytes.len();
+        match next() % 3 {
+            0 => {
+                bytes.remove(at);
+            }
+            1 => bytes.insert(at, bytes[at]),
+            _ => bytes[at] = REPLACEMENTS[next() % REPLACEMENTS.len()],
+        }
+        if let Ok(mutated) = String::from_utf8(bytes) {
+            out.push(mutated);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skip_all(text: &str) -> Scan<()> {
+        let mut scanner = Scanner::new(text);
+        scanner.skip_value()?;
+        scanner.finish()
+    }
+
+    #[test]
+    fn accepts_what_serde_json_accepts_and_nothing_else() {
+        let cases = [
+            r#"{"a": [1, -2.5e+3, 0, true, false, null, "x\"y\\u00e9\ud83d\ude00"], "b": {}}"#,
+            "[]",
+            " \"plain\" ",
+            "-0.0",
+            "[1,]",
+            "{\"a\" 1}",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "tru",
+            "\"a\u{1}b\"",
+            "\"bad \\x escape\"",
+            "\"\\u12G4\"",
+            "[1 2]",
+            "{} {}",
+            "\"unterminated",
+            "nulls",
+        ];
+        for case in cases {
+            let serde = serde_json::from_str::<serde_json::Value>(case).is_ok();
+            assert_eq!(skip_all(case).is_ok(), serde, "{case}");
+        }
+    }
+
+    #[test]
+    fn strings_decode_like_serde_json() {
+        for case in [
+            r#""plain""#,
+            r#""tab\tquote\" slash\/ back\\ nl\n""#,
+            r#""\u00e9\u4e2d\ud83d\ude00 \b\f\r""#,
+            r#""long text long text long text \"with\" escapes near the end""#,
+        ] {
+            let mut scanner = Scanner::new(case);
+            let ours = scanner.string().unwrap().value().unwrap();
+            assert_eq!(ours, serde_json::from_str::<String>(case).unwrap());
+        }
+        // A lone surrogate is left to serde_json (which rejects it).
+        let mut scanner = Scanner::new(r#""\ud83d x""#);
+        assert_eq!(scanner.string().unwrap().value(), Err(Unusual));
+    }
+
+    #[test]
+    fn special_bytes_are_found_in_every_position() {
+        for length in 0..20 {
+            for special in [b'"', b'\\', b'\n'] {
+                let mut bytes = vec![b'a'; length + 1];
+                bytes[length] = special;
+                for start in 0..=length {
+                    assert_eq!(next_special(&bytes, start), Some(length));
+                }
+            }
+            assert_eq!(next_special(&vec![0xC3; length], 0), None);
+        }
+    }
+}
