@@ -234,12 +234,25 @@ async fn default_emf_sink_writes_metrics_to_stdout() {
     assert_eq!(metrics[0].namespace, "IoT/Telemetry");
 
     // Lambda only accepts JSON payloads; should one arrive broken anyway, the
-    // runtime reports an invocation error (the trigger retries), no panic.
-    let response = runtime.invoke(b"[1, 2", Duration::from_secs(30));
+    // function gets its bytes untouched and dead-letters them whole, no panic.
+    let response = runtime
+        .invoke(b"[1, 2", Duration::from_secs(30))
+        .expect("a broken event is answered");
+    assert_eq!(response["dead_lettered"], 1, "{response}");
     assert!(
-        response.is_err(),
-        "an event that is not JSON is an invocation error"
+        response["reason"].as_str().unwrap().contains("not JSON"),
+        "{response}"
     );
+    let letters: String = std::fs::read_dir(&dead_letters)
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    let letter: Value = letters
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|letter| letter["payload"] == "[1, 2")
+        .unwrap_or_else(|| panic!("the broken event is not dead-lettered: {letters}"));
+    assert_eq!(letter["payload_encoding"], "utf-8", "{letter}");
     // And the function is still serving.
     let again = runtime
         .invoke(event.to_string().as_bytes(), Duration::from_secs(30))

@@ -8,6 +8,7 @@ pub mod app;
 pub mod cloudwatch;
 #[cfg(feature = "firehose")]
 pub mod firehose;
+pub mod raw_event;
 #[cfg(feature = "s3")]
 pub mod s3;
 

@@ -163,91 +163,6 @@ impl Envelope<'_> {
     }
 }
 
-/// An event as the function receives it from `lambda_runtime`: unwrapped
-/// while the runtime deserialises the request body (borrowing from it, so
-/// the event is never copied whole), or kept raw when it cannot be read.
-pub enum IncomingEvent {
-    Parsed(Envelope<'static>),
-    Unreadable { raw: Vec<u8>, error: EnvelopeError },
-}
-
-impl<'de> Deserialize<'de> for IncomingEvent {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EventVisitor;
-        impl<'de> serde::de::Visitor<'de> for EventVisitor {
-            type Value = IncomingEvent;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a Lambda event")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                map: M,
-            ) -> Result<Self::Value, M::Error> {
-                let top = TopLevel::from_map(map)?;
-                let rebuilt = top.rebuild();
-                Ok(match envelope_from_top(top, None) {
-                    Ok(envelope) => IncomingEvent::Parsed(envelope.into_owned()),
-                    Err(error) => IncomingEvent::Unreadable {
-                        raw: rebuilt,
-                        error,
-                    },
-                })
-            }
-            fn visit_seq<S: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: S,
-            ) -> Result<Self::Value, S::Error> {
-                // An IoT rule batch: each element is a message, byte for byte.
-                let mut messages = Vec::new();
-                while let Some(item) = seq.next_element::<&'de RawValue>()? {
-                    let payload = item.get().as_bytes().to_vec();
-                    messages.push(RawMessage::new(
-                        MessageSource::IotRule,
-                        Cow::Owned(content_id(&payload)),
-                        Cow::Owned(payload),
-                    ));
-                }
-                Ok(IncomingEvent::Parsed(Envelope {
-                    kind: EventKind::IotRule,
-                    messages,
-                    http: None,
-                }))
-            }
-            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Self::Value, E> {
-                Ok(not_an_object("boolean", value.to_string()))
-            }
-            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
-                Ok(not_an_object("number", value.to_string()))
-            }
-            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
-                Ok(not_an_object("number", value.to_string()))
-            }
-            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
-                Ok(not_an_object("number", value.to_string()))
-            }
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
-                Ok(not_an_object(
-                    "string",
-                    serde_json::to_string(value).unwrap_or_default(),
-                ))
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-                Ok(not_an_object("null", "null".into()))
-            }
-        }
-        // Borrowing (no copy of the event) works on serde_json's slice and
-        // str readers, which lambda_runtime uses.
-        deserializer.deserialize_any(EventVisitor)
-    }
-}
-
-fn not_an_object(found: &'static str, raw: String) -> IncomingEvent {
-    IncomingEvent::Unreadable {
-        raw: raw.into_bytes(),
-        error: EnvelopeError::NotAnObject { found },
-    }
-}
-
 /// The event as a whole could not be understood.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
@@ -282,9 +197,6 @@ struct TopLevel<'a> {
     is_base64_encoded: Option<&'a RawValue>,
     query_string_parameters: Option<&'a RawValue>,
     raw_query_string: Option<&'a RawValue>,
-    /// Every member but `Records`, in order: an IoT rule object is rebuilt
-    /// from them when the original bytes are not at hand.
-    members: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
 impl<'a> TopLevel<'a> {
@@ -310,31 +222,8 @@ impl<'a> TopLevel<'a> {
                 "rawQueryString" => top.raw_query_string = Some(raw),
                 _ => {}
             }
-            top.members.push((key.0, raw));
         }
         Ok(top)
-    }
-
-    /// The object rebuilt from its members, without insignificant whitespace.
-    fn rebuild(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            self.members
-                .iter()
-                .map(|(k, v)| k.len() + v.get().len() + 4)
-                .sum::<usize>()
-                + 2,
-        );
-        out.push(b'{');
-        for (position, (key, value)) in self.members.iter().enumerate() {
-            if position > 0 {
-                out.push(b',');
-            }
-            crate::json_write::write_str(&mut out, key);
-            out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
-        }
-        out.push(b'}');
-        out
     }
 }
 
@@ -553,7 +442,7 @@ fn parse_object(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
 
 fn parse_object_with_serde(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
     let top: TopLevel<'_> = serde_json::from_str(event).map_err(EnvelopeError::NotJson)?;
-    envelope_from_top(top, Some(event.as_bytes()))
+    envelope_from_top(top, event.as_bytes())
 }
 
 /// The common case, an SQS batch (`{"Records": [...]}` of `aws:sqs`
@@ -634,11 +523,11 @@ fn scan_sent_timestamp<'a>(scanner: &mut Scanner<'a>) -> Scan<Option<Cow<'a, str
     Ok(sent)
 }
 
-/// Tells the shapes apart; `original` is the event's bytes when at hand (an
-/// IoT rule object is then its own payload, byte for byte).
+/// Tells the shapes apart; `original` is the event's bytes (an IoT rule
+/// object is its own payload, byte for byte).
 fn envelope_from_top<'a>(
     top: TopLevel<'a>,
-    original: Option<&'a [u8]>,
+    original: &'a [u8],
 ) -> Result<Envelope<'a>, EnvelopeError> {
     if let Some(records) = top.records {
         if let Some(error) = records.error {
@@ -681,16 +570,12 @@ fn envelope_from_top<'a>(
         });
     }
     // Anything else is a topic rule's SELECT output: the device payload itself.
-    let payload = match original {
-        Some(bytes) => Cow::Borrowed(bytes),
-        None => Cow::Owned(top.rebuild()),
-    };
     Ok(Envelope {
         kind: EventKind::IotRule,
         messages: vec![RawMessage::new(
             MessageSource::IotRule,
-            Cow::Owned(content_id(&payload)),
-            payload,
+            Cow::Owned(content_id(original)),
+            Cow::Borrowed(original),
         )],
         http: None,
     })

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::deadletter::DeadLetter;
 use crate::decode::decode_message;
 use crate::envelope::{
-    parse_event, Envelope, EnvelopeError, EventKind, HttpRequestInfo, IncomingEvent, RawMessage,
+    parse_event, Envelope, EnvelopeError, EventKind, HttpRequestInfo, RawMessage,
 };
 use crate::mapping::Mappings;
 use crate::reading::Reading;
@@ -195,42 +195,6 @@ impl Pipeline {
             dead_letters,
         )
         .await
-    }
-
-    /// As [`Pipeline::process_metrics`], for an event `lambda_runtime` has
-    /// already unwrapped.
-    pub async fn process_metrics_incoming(
-        &self,
-        event: IncomingEvent,
-        request_id: &str,
-        now_ms: i64,
-        metrics: &dyn MetricsSink,
-        dead_letters: &dyn DeadLetterSink,
-    ) -> Result<(Response, Counts), RetryLater> {
-        match event {
-            IncomingEvent::Parsed(envelope) => {
-                self.process_metrics_parsed(
-                    Ok(envelope),
-                    &[],
-                    request_id,
-                    now_ms,
-                    metrics,
-                    dead_letters,
-                )
-                .await
-            }
-            IncomingEvent::Unreadable { raw, error } => {
-                self.process_metrics_parsed(
-                    Err(error),
-                    &raw,
-                    request_id,
-                    now_ms,
-                    metrics,
-                    dead_letters,
-                )
-                .await
-            }
-        }
     }
 
     /// `raw` is the event's bytes, needed only when it could not be parsed.

@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::json;
 
 use crate::decode::{decode_message, DecodeError};
-use crate::envelope::{parse_event, Envelope, EnvelopeError, IncomingEvent, RawMessage};
+use crate::envelope::{parse_event, Envelope, EnvelopeError, RawMessage};
 use crate::pipeline::{
     finish, unreadable_event_outcome, Counts, DecodedBatch, Pipeline, Response, RetryLater,
 };
@@ -115,26 +115,6 @@ impl Warehouse {
     ) -> Result<(Response, Counts), RetryLater> {
         self.process_parsed(parse_event(event), event, request_id, now_ms, writer)
             .await
-    }
-
-    /// As [`Warehouse::process`], for an event `lambda_runtime` has already unwrapped.
-    pub async fn process_incoming(
-        &self,
-        event: IncomingEvent,
-        request_id: &str,
-        now_ms: i64,
-        writer: &dyn TableWriter,
-    ) -> Result<(Response, Counts), RetryLater> {
-        match event {
-            IncomingEvent::Parsed(envelope) => {
-                self.process_parsed(Ok(envelope), &[], request_id, now_ms, writer)
-                    .await
-            }
-            IncomingEvent::Unreadable { raw, error } => {
-                self.process_parsed(Err(error), &raw, request_id, now_ms, writer)
-                    .await
-            }
-        }
     }
 
     async fn process_parsed(

@@ -2,11 +2,11 @@
 //! metrics. Configuration is read and clients are built once per cold start;
 //! all logic lives in `telemetry-core`.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use bytes::Bytes;
+use lambda_runtime::{Context, Error};
 use serde_json::Value;
 use telemetry_aws::app::MetricsApp;
 use telemetry_core::config::MetricsConfig;
-use telemetry_core::envelope::IncomingEvent;
 
 // One thread: invocations arrive one at a time, and a single-threaded
 // runtime keeps memory and start-up small.
@@ -17,20 +17,18 @@ async fn main() -> Result<(), Error> {
         tracing::error!(%error, "invalid configuration");
     })?;
     let app: &'static MetricsApp = Box::leak(Box::new(MetricsApp::build(config).await));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<IncomingEvent>| {
-        handle(app, event)
-    }))
-    .await
+    // The event's bytes go to the core's parser as they arrived.
+    telemetry_aws::raw_event::run(move |event, context| handle(app, event, context)).await
 }
 
-async fn handle(app: &MetricsApp, event: LambdaEvent<IncomingEvent>) -> Result<Value, Error> {
+async fn handle(app: &MetricsApp, event: Bytes, context: Context) -> Result<Value, Error> {
     let now_ms = now_ms();
     let result = app
         .config
         .pipeline
-        .process_metrics_incoming(
-            event.payload,
-            &event.context.request_id,
+        .process_metrics(
+            &event,
+            &context.request_id,
             now_ms,
             app.metrics.as_ref(),
             app.dead_letters.as_ref(),

@@ -2,9 +2,9 @@
 //! Configuration is read and the writer built once per cold start; all
 //! logic lives in `telemetry-core` and this crate's library.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use bytes::Bytes;
+use lambda_runtime::{Context, Error};
 use serde_json::Value;
-use telemetry_core::envelope::IncomingEvent;
 use telemetry_core::warehouse::TableWriter;
 use telemetry_warehouse::{build_writer, WarehouseConfig};
 
@@ -23,13 +23,11 @@ async fn main() -> Result<(), Error> {
     })?;
     let writer = build_writer(&config.target, config.firehose_max_attempts).await;
     let app: &'static App = Box::leak(Box::new(App { config, writer }));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<IncomingEvent>| {
-        handle(app, event)
-    }))
-    .await
+    // The event's bytes go to the core's parser as they arrived.
+    telemetry_aws::raw_event::run(move |event, context| handle(app, event, context)).await
 }
 
-async fn handle(app: &App, event: LambdaEvent<IncomingEvent>) -> Result<Value, Error> {
+async fn handle(app: &App, event: Bytes, context: Context) -> Result<Value, Error> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)
@@ -37,12 +35,7 @@ async fn handle(app: &App, event: LambdaEvent<IncomingEvent>) -> Result<Value, E
     let (response, _counts) = app
         .config
         .warehouse
-        .process_incoming(
-            event.payload,
-            &event.context.request_id,
-            now_ms,
-            app.writer.as_ref(),
-        )
+        .process(&event, &context.request_id, now_ms, app.writer.as_ref())
         .await?;
     Ok(response.to_json())
 }

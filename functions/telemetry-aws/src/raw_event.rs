@@ -1,0 +1,119 @@
+//! Runs a Lambda handler on the event's bytes exactly as the Runtime API
+//! sent them.
+//!
+//! `lambda_runtime` deserialises every event with serde_json (through
+//! serde_path_to_error, which records the path of every key it reads) into a
+//! type that must own its data. Our envelope parser reads the bytes itself,
+//! borrowing from them, so that step would only add a second, slower scan of
+//! the event and a copy of every message. A layer takes the body before that
+//! step and leaves `null` in its place.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use lambda_runtime::layers::TracingLayer;
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{service_fn, Context, Error, LambdaEvent, LambdaInvocation, Runtime};
+use serde_json::Value;
+
+/// Polls the Runtime API and calls `handler(event bytes, context)` for each
+/// invocation, with the same tracing set-up as `lambda_runtime::run`.
+pub async fn run<F, Fut>(handler: F) -> Result<(), Error>
+where
+    F: Fn(Bytes, Context) -> Fut,
+    Fut: Future<Output = Result<Value, Error>>,
+{
+    let bodies = TakenBody::default();
+    let taken = bodies.clone();
+    let service = service_fn(move |event: LambdaEvent<()>| {
+        let invocation = taken
+            .take(&event.context.request_id)
+            .map(|body| handler(body, event.context));
+        async move {
+            match invocation {
+                Some(invocation) => invocation.await,
+                None => Err("the event body was not handed over by the runtime layer".into()),
+            }
+        }
+    });
+    Runtime::new(service)
+        .layer(TakeBody(bodies))
+        .layer(TracingLayer::new())
+        .run()
+        .await
+}
+
+/// The body of the invocation in progress, keyed by its request id.
+/// Invocations run one at a time (`Runtime::run`), so one slot is enough.
+#[derive(Clone, Default)]
+struct TakenBody(Arc<Mutex<Option<(String, Bytes)>>>);
+
+impl TakenBody {
+    fn put(&self, request_id: String, body: Bytes) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((request_id, body));
+    }
+
+    fn take(&self, request_id: &str) -> Option<Bytes> {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match slot.take() {
+            Some((id, body)) if id == request_id => Some(body),
+            _ => None,
+        }
+    }
+}
+
+struct TakeBody(TakenBody);
+
+impl<S> Layer<S> for TakeBody {
+    type Service = TakeBodyService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TakeBodyService {
+            inner,
+            bodies: self.0.clone(),
+        }
+    }
+}
+
+struct TakeBodyService<S> {
+    inner: S,
+    bodies: TakenBody,
+}
+
+impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for TakeBodyService<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut invocation: LambdaInvocation) -> Self::Future {
+        let body = std::mem::replace(&mut invocation.body, Bytes::from_static(b"null"));
+        self.bodies.put(invocation.context.request_id.clone(), body);
+        self.inner.call(invocation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_handed_over_once_and_only_to_its_invocation() {
+        let bodies = TakenBody::default();
+        bodies.put("a".into(), Bytes::from_static(b"{}"));
+        assert_eq!(bodies.take("b"), None);
+        bodies.put("a".into(), Bytes::from_static(b"{}"));
+        assert_eq!(bodies.take("a").as_deref(), Some(&b"{}"[..]));
+        assert_eq!(bodies.take("a"), None);
+    }
+}
