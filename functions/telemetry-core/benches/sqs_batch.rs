@@ -7,14 +7,34 @@ pub const MESSAGES: usize = 10_000;
 
 /// An SQS batch of reference 000's payload from 100 devices.
 pub fn sqs_batch() -> Vec<u8> {
+    sqs_event(|i| {
+        format!(
+            "{{\n    \"timestamp\": {},\n    \"device\": \"temp-sensor-{:03}\",\n    \"temperature\": {}\n}}",
+            1_645_938_000 + (i / 100) as i64,
+            i % 100,
+            17.0 + (i % 97) as f64 * 0.013
+        )
+    })
+}
+
+/// An SQS batch of reference 003's payload (name, unit, value as text) as
+/// the topic rule passes it on with the client id, from 100 devices.
+#[allow(dead_code)] // used by the profiling example only
+pub fn sqs_batch_003() -> Vec<u8> {
+    sqs_event(|i| {
+        format!(
+            "{{\n\"name\": \"cpu usage (raspberrypi-{:03})\",\n\"unit\": \"Percent\",\n\"value\": \"{} \",\n\"client_id\": \"raspberrypi-{:03}\"\n}}",
+            i % 100,
+            i % 100,
+            i % 100
+        )
+    })
+}
+
+fn sqs_event(body_of: impl Fn(usize) -> String) -> Vec<u8> {
     let records: Vec<_> = (0..MESSAGES)
         .map(|i| {
-            let body = format!(
-                "{{\n    \"timestamp\": {},\n    \"device\": \"temp-sensor-{:03}\",\n    \"temperature\": {}\n}}",
-                1_645_938_000 + (i / 100) as i64,
-                i % 100,
-                17.0 + (i % 97) as f64 * 0.013
-            );
+            let body = body_of(i);
             json!({
                 "messageId": format!("059f36b4-87a3-44ab-83d2-{i:012}"),
                 "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",

@@ -13,7 +13,11 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200);
-    let event = sqs_batch::sqs_batch();
+    // `profile_handler <iterations> 003` profiles reference 003's payload.
+    let event = match std::env::args().nth(2).as_deref() {
+        Some("003") => sqs_batch::sqs_batch_003(),
+        _ => sqs_batch::sqs_batch(),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

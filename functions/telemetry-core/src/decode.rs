@@ -540,7 +540,7 @@ fn decode_fields(
         if let (Some(Field::Text(_)), Some(_)) = (fields.get("name"), fields.get("value")) {
             // Reference 003's layout: {"name": ..., "unit": ..., "value": "42 "}.
             let rule = name_value_rule(fields.get("unit").is_some());
-            out.push(apply_rule(&rule, view, context, &base)?);
+            out.push(apply_rule(rule, view, context, &base)?);
             return Ok(());
         }
     }
@@ -596,17 +596,21 @@ fn is_identifier_key(key: &str) -> bool {
     key.eq_ignore_ascii_case("id") || key.ends_with("_id") || key.ends_with("Id")
 }
 
-fn name_value_rule(has_unit: bool) -> MetricRule {
-    MetricRule {
-        name: NameSource::From(FieldSource::Pointer("/name".into())),
-        value: FieldSource::Pointer("/value".into()),
-        unit: if has_unit {
-            UnitSource::From(FieldSource::Pointer("/unit".into()))
-        } else {
-            UnitSource::Fixed(Unit::None)
-        },
-        high_resolution: false,
-    }
+/// The rule for `{"name", "value"[, "unit"]}` payloads, built once.
+fn name_value_rule(has_unit: bool) -> &'static MetricRule {
+    static RULES: std::sync::LazyLock<[MetricRule; 2]> = std::sync::LazyLock::new(|| {
+        [false, true].map(|has_unit| MetricRule {
+            name: NameSource::From(FieldSource::Pointer("/name".into())),
+            value: FieldSource::Pointer("/value".into()),
+            unit: if has_unit {
+                UnitSource::From(FieldSource::Pointer("/unit".into()))
+            } else {
+                UnitSource::Fixed(Unit::None)
+            },
+            high_resolution: false,
+        })
+    });
+    &RULES[usize::from(has_unit)]
 }
 
 fn apply_rule(

@@ -266,7 +266,7 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// Position of the first `"`, `\` or control character at or after `pos`,
 /// eight bytes at a time.
 #[inline]
-fn next_special(bytes: &[u8], mut pos: usize) -> Option<usize> {
+pub(crate) fn next_special(bytes: &[u8], mut pos: usize) -> Option<usize> {
     while let Some(chunk) = bytes.get(pos..pos + 8) {
         let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
         let quote = word ^ (ONES * u64::from(b'"'));

@@ -1,25 +1,22 @@
 //! Minimal JSON writing straight into a byte buffer, for the EMF encoder's
 //! hot loop (no intermediate `Value`, no per-field allocation).
 
-/// Appends `text` as a JSON string literal.
+/// Appends `text` as a JSON string literal. Plain runs are found eight
+/// bytes at a time and copied whole.
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let bytes = text.as_bytes();
     let mut plain_from = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let escape: Option<&[u8]> = match byte {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0..=0x1f => None,
-            _ => continue,
-        };
+    while let Some(index) = crate::json_scan::next_special(bytes, plain_from) {
         out.extend_from_slice(&bytes[plain_from..index]);
-        match escape {
-            Some(escape) => out.extend_from_slice(escape),
-            None => {
+        let byte = bytes[index];
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[(byte >> 4) as usize]);

@@ -103,9 +103,15 @@ impl Unit {
     /// (devices write "percent" as often as "Percent").
     pub fn parse(text: &str) -> Option<Unit> {
         let text = text.trim();
+        // Devices mostly send the exact name: compare exactly first.
         ALL.iter()
             .copied()
-            .find(|unit| unit.as_str().eq_ignore_ascii_case(text))
+            .find(|unit| unit.as_str() == text)
+            .or_else(|| {
+                ALL.iter()
+                    .copied()
+                    .find(|unit| unit.as_str().eq_ignore_ascii_case(text))
+            })
     }
 
     /// Every unit, for error messages and documentation.

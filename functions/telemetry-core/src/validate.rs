@@ -56,7 +56,15 @@ fn check_name(what: &'static str, value: &str, limit: usize) -> Result<(), Inval
             value: value.to_owned(),
         });
     }
-    let chars = value.chars().count();
+    // ASCII (nearly every name) is checked byte-wise, which vectorises.
+    let (chars, has_control) = if value.is_ascii() {
+        (
+            value.len(),
+            value.bytes().any(|byte| byte < 0x20 || byte == 0x7f),
+        )
+    } else {
+        (value.chars().count(), value.chars().any(char::is_control))
+    };
     if chars > limit {
         return Err(InvalidReading::TooLong {
             what,
@@ -65,7 +73,7 @@ fn check_name(what: &'static str, value: &str, limit: usize) -> Result<(), Inval
             limit,
         });
     }
-    if value.chars().any(char::is_control) {
+    if has_control {
         return Err(InvalidReading::ControlCharacter {
             what,
             value: value.to_owned(),
