@@ -149,20 +149,6 @@ pub struct Envelope<'a> {
     pub http: Option<HttpRequestInfo>,
 }
 
-impl Envelope<'_> {
-    pub fn into_owned(self) -> Envelope<'static> {
-        Envelope {
-            kind: self.kind,
-            messages: self
-                .messages
-                .into_iter()
-                .map(RawMessage::into_owned)
-                .collect(),
-            http: self.http,
-        }
-    }
-}
-
 /// The event as a whole could not be understood.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
