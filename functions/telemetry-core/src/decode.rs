@@ -199,7 +199,7 @@ fn array_items(payload: &[u8]) -> Result<impl Iterator<Item = (usize, &RawValue)
 
 /// One element of an array payload, which must be an object.
 fn object_item((position, item): (usize, &RawValue)) -> Result<ObjectFields<'_>, DecodeError> {
-    serde_json::from_str(item.get()).map_err(|_| DecodeError::Invalid {
+    ObjectFields::from_json(item.get().as_bytes()).map_err(|_| DecodeError::Invalid {
         field: format!("/{position}"),
         value: truncate(item.get(), 60).to_owned(),
         why: "an array payload must hold objects".into(),

@@ -185,34 +185,6 @@ struct TopLevel<'a> {
     raw_query_string: Option<&'a RawValue>,
 }
 
-impl<'a> TopLevel<'a> {
-    fn from_map<M: serde::de::MapAccess<'a>>(mut map: M) -> Result<Self, M::Error> {
-        let mut top = TopLevel::default();
-        while let Some(key) = map.next_key::<Text<'a>>()? {
-            if &*key == "Records" {
-                top.records = Some(map.next_value()?);
-                continue;
-            }
-            let raw: &'a RawValue = map.next_value()?;
-            match &*key {
-                "message" => top.message = Some(raw),
-                "subscription" => top.subscription = Some(raw),
-                "detail-type" => top.detail_type = Some(raw),
-                "detail" => top.detail = Some(raw),
-                "id" => top.id = Some(raw),
-                "time" => top.time = Some(raw),
-                "requestContext" => top.request_context = Some(raw),
-                "body" => top.body = Some(raw),
-                "isBase64Encoded" => top.is_base64_encoded = Some(raw),
-                "queryStringParameters" => top.query_string_parameters = Some(raw),
-                "rawQueryString" => top.raw_query_string = Some(raw),
-                _ => {}
-            }
-        }
-        Ok(top)
-    }
-}
-
 impl<'de: 'a, 'a> Deserialize<'de> for TopLevel<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct TopVisitor;
@@ -223,9 +195,31 @@ impl<'de: 'a, 'a> Deserialize<'de> for TopLevel<'a> {
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(
                 self,
-                map: M,
+                mut map: M,
             ) -> Result<Self::Value, M::Error> {
-                TopLevel::from_map(map)
+                let mut top = TopLevel::default();
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    if &*key == "Records" {
+                        top.records = Some(map.next_value()?);
+                        continue;
+                    }
+                    let raw: &'de RawValue = map.next_value()?;
+                    match &*key {
+                        "message" => top.message = Some(raw),
+                        "subscription" => top.subscription = Some(raw),
+                        "detail-type" => top.detail_type = Some(raw),
+                        "detail" => top.detail = Some(raw),
+                        "id" => top.id = Some(raw),
+                        "time" => top.time = Some(raw),
+                        "requestContext" => top.request_context = Some(raw),
+                        "body" => top.body = Some(raw),
+                        "isBase64Encoded" => top.is_base64_encoded = Some(raw),
+                        "queryStringParameters" => top.query_string_parameters = Some(raw),
+                        "rawQueryString" => top.raw_query_string = Some(raw),
+                        _ => {}
+                    }
+                }
+                Ok(top)
             }
         }
         deserializer.deserialize_map(TopVisitor)
@@ -373,7 +367,7 @@ pub fn parse_event(event: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
 
 /// As [`parse_event`], for text already known to be UTF-8 (serde_json then
 /// skips validating every string again).
-pub fn parse_event_str(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
+fn parse_event_str(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
     let first = event.bytes().find(|byte| !byte.is_ascii_whitespace());
     match first {
         Some(b'[') => parse_iot_batch(event),

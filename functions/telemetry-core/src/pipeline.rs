@@ -6,9 +6,7 @@ use serde_json::{json, Value};
 
 use crate::deadletter::DeadLetter;
 use crate::decode::decode_message;
-use crate::envelope::{
-    parse_event, Envelope, EnvelopeError, EventKind, HttpRequestInfo, RawMessage,
-};
+use crate::envelope::{parse_event, EventKind, HttpRequestInfo, RawMessage};
 use crate::mapping::Mappings;
 use crate::reading::Reading;
 use crate::sink::{DeadLetterSink, MetricsSink};
@@ -186,28 +184,7 @@ impl Pipeline {
         metrics: &dyn MetricsSink,
         dead_letters: &dyn DeadLetterSink,
     ) -> Result<(Response, Counts), RetryLater> {
-        self.process_metrics_parsed(
-            parse_event(event),
-            event,
-            request_id,
-            now_ms,
-            metrics,
-            dead_letters,
-        )
-        .await
-    }
-
-    /// `raw` is the event's bytes, needed only when it could not be parsed.
-    async fn process_metrics_parsed(
-        &self,
-        parsed: Result<Envelope<'_>, EnvelopeError>,
-        event: &[u8],
-        request_id: &str,
-        now_ms: i64,
-        metrics: &dyn MetricsSink,
-        dead_letters: &dyn DeadLetterSink,
-    ) -> Result<(Response, Counts), RetryLater> {
-        let envelope = match parsed {
+        let envelope = match parse_event(event) {
             Ok(envelope) => envelope,
             Err(error) => {
                 let reason = format!("unreadable event: {error}");

@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::json;
 
 use crate::decode::{decode_message, DecodeError};
-use crate::envelope::{parse_event, Envelope, EnvelopeError, RawMessage};
+use crate::envelope::{parse_event, RawMessage};
 use crate::pipeline::{
     finish, unreadable_event_outcome, Counts, DecodedBatch, Pipeline, Response, RetryLater,
 };
@@ -113,20 +113,8 @@ impl Warehouse {
         now_ms: i64,
         writer: &dyn TableWriter,
     ) -> Result<(Response, Counts), RetryLater> {
-        self.process_parsed(parse_event(event), event, request_id, now_ms, writer)
-            .await
-    }
-
-    async fn process_parsed(
-        &self,
-        parsed: Result<Envelope<'_>, EnvelopeError>,
-        event: &[u8],
-        request_id: &str,
-        now_ms: i64,
-        writer: &dyn TableWriter,
-    ) -> Result<(Response, Counts), RetryLater> {
         let batch = batch_id(request_id, now_ms);
-        let envelope = match parsed {
+        let envelope = match parse_event(event) {
             Ok(envelope) => envelope,
             Err(error) => {
                 let reason = format!("unreadable event: {error}");
