@@ -106,6 +106,8 @@ test: setup postgres build lint
 invoke-samples: setup
 	@set -euo pipefail; \
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"; \
+	if (exec 3<>/dev/tcp/127.0.0.1/$(WATCH_PORT)) 2>/dev/null; then \
+	  echo "127.0.0.1:$(WATCH_PORT) is already in use: run with WATCH_PORT=<a free port>" >&2; exit 1; fi; \
 	log=$$(mktemp); dead=$$(mktemp -d); \
 	PUBSUB_VERIFICATION_TOKEN=$(SAMPLE_TOKEN) DEAD_LETTER_URL=$$dead \
 	  cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \

@@ -48,13 +48,38 @@ impl MotoServer {
             "{} not found: run `make test` (it installs moto[server] into .venv) or set MOTO_SERVER",
             binary.display()
         );
-        let port = free_port();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // Port 0: moto binds a port itself and prints it. Picking a "free"
+        // port first races with other tests' listeners (a readiness probe can
+        // then reach someone else's server).
+        let mut child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("moto_server starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (port_sender, port_receiver) = std::sync::mpsc::channel();
+        // Reads the announced port, then keeps draining moto's request log
+        // so a full pipe never blocks the server.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut port_sender = Some(port_sender);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = line
+                    .split("Running on http://127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| rest.trim().parse::<u16>().ok())
+                {
+                    if let Some(sender) = port_sender.take() {
+                        let _ = sender.send(port);
+                    }
+                }
+            }
+        });
+        let port = port_receiver
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{} did not announce its port", binary.display()));
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -535,8 +560,14 @@ fn postgres_bin() -> PathBuf {
 impl PostgresServer {
     pub fn start() -> PostgresServer {
         let bin = postgres_bin();
-        let port = free_port();
-        let data = std::env::temp_dir().join(format!("iotpipe-pg-{}-{port}", std::process::id()));
+        static NEXT_CLUSTER: std::sync::atomic::AtomicUsize =
+            std::sync::atomic::AtomicUsize::new(0);
+        let cluster_number = NEXT_CLUSTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data = std::env::temp_dir().join(format!(
+            "iotpipe-pg-{}-{cluster_number}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data).unwrap();
         // initdb refuses to run as root: use the postgres account then.
         let as_postgres = running_as_root();
@@ -547,7 +578,7 @@ impl PostgresServer {
                 .status()
                 .unwrap();
         }
-        let run = |program: &str, args: &[&str]| {
+        let run = |program: &str, args: &[&str]| -> Result<(), String> {
             let mut command = if as_postgres {
                 let mut c = Command::new("runuser");
                 c.args(["-u", "postgres", "--"]).arg(bin.join(program));
@@ -556,12 +587,15 @@ impl PostgresServer {
                 Command::new(bin.join(program))
             };
             let output = command.args(args).output().expect("PostgreSQL tool runs");
-            assert!(
-                output.status.success(),
-                "{program} failed: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{program} failed: {}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            }
         };
         let cluster = data.join("cluster");
         let cluster_text = cluster.display().to_string();
@@ -577,27 +611,43 @@ impl PostgresServer {
                 "-E",
                 "UTF8",
             ],
-        );
-        let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            data.display()
-        );
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
         let log = data.join("server.log").display().to_string();
-        run(
-            "pg_ctl",
-            &[
-                "-D",
-                &cluster_text,
-                "-o",
-                &options,
-                "-l",
-                &log,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
+        // PostgreSQL cannot be told to pick its own port, so a free port can
+        // be taken by another test between probe and bind: try a few.
+        let mut attempts = 0;
+        let port = loop {
+            let port = free_port();
+            let options = format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+                data.display()
+            );
+            let started = run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &cluster_text,
+                    "-o",
+                    &options,
+                    "-l",
+                    &log,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+            );
+            attempts += 1;
+            match started {
+                Ok(()) => break port,
+                Err(error) if attempts >= 3 => panic!(
+                    "{error}\nserver log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
+                Err(_) => continue,
+            }
+        };
         PostgresServer {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             bin,
