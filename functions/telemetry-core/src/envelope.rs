@@ -462,8 +462,8 @@ fn scan_sqs_record<'a>(scanner: &mut Scanner<'a>) -> Scan<RawMessage<'a>> {
         // Every field `Record` reads is either handled here or unusual
         // (duplicates too: serde refuses them).
         match key.raw().ok_or(Unusual)? {
-            "messageId" if id.is_none() => id = Some(scanner.string()?.value()?),
-            "body" if body.is_none() => body = Some(scanner.string()?.value()?),
+            "messageId" if id.is_none() => id = Some(scanner.string_value()?),
+            "body" if body.is_none() => body = Some(scanner.string_value()?),
             "eventSource" if !is_sqs => {
                 if scanner.string()?.raw() != Some("aws:sqs") {
                     return Err(Unusual);
@@ -495,7 +495,7 @@ fn scan_sent_timestamp<'a>(scanner: &mut Scanner<'a>) -> Scan<Option<Cow<'a, str
     let mut first = true;
     while let Some(key) = scanner.next_key(&mut first)? {
         match key.raw().ok_or(Unusual)? {
-            "SentTimestamp" if sent.is_none() => sent = Some(scanner.string()?.value()?),
+            "SentTimestamp" if sent.is_none() => sent = Some(scanner.string_value()?),
             "SentTimestamp" => return Err(Unusual),
             _ => scanner.skip_value()?,
         }

@@ -10,6 +10,8 @@
 
 use std::borrow::Cow;
 
+use crate::special_bytes::{copy_until_special, next_special};
+
 /// The input is not the plain shape this scanner reads: use the serde path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Unusual;
@@ -130,7 +132,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string value (the next significant byte must be its `"`).
-    #[inline]
+    #[inline(always)]
     pub fn string(&mut self) -> Scan<JsonStr<'a>> {
         self.expect(b'"')?;
         let start = self.pos;
@@ -162,6 +164,38 @@ impl<'a> Scanner<'a> {
         let raw = &self.text[start..self.pos];
         self.pos += 1;
         Ok(JsonStr { raw, escaped })
+    }
+
+    /// A string value, unescaped in the same pass that finds its end
+    /// (borrowed when it has no escapes). An escaped SQS body is read once
+    /// here rather than scanned and then unescaped.
+    #[inline]
+    pub fn string_value(&mut self) -> Scan<Cow<'a, str>> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        self.pos = next_special(self.bytes, self.pos).ok_or(Unusual)?;
+        if self.bytes[self.pos] == b'"' {
+            let value = &self.text[start..self.pos];
+            self.pos += 1;
+            return Ok(Cow::Borrowed(value));
+        }
+        let mut out = Vec::with_capacity(self.pos - start + 64);
+        out.extend_from_slice(&self.bytes[start..self.pos]);
+        loop {
+            match self.bytes[self.pos] {
+                b'"' => break,
+                b'\\' => {
+                    self.pos = unescape_one(self.bytes, self.pos, &mut out)?;
+                    self.pos = copy_until_special(self.bytes, self.pos, &mut out).ok_or(Unusual)?;
+                }
+                _ => return Err(Unusual),
+            }
+        }
+        self.pos += 1;
+        // Plain runs end at ASCII bytes and escapes decode to whole
+        // characters, so this cannot fail on text the event's check passed.
+        let out = String::from_utf8(out).map_err(|_| Unusual)?;
+        Ok(Cow::Owned(out))
     }
 
     /// The raw text of the next value, whatever it is, validated.
@@ -260,84 +294,79 @@ impl<'a> Scanner<'a> {
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Position of the first `"`, `\` or control character at or after `pos`,
-/// eight bytes at a time.
-#[inline]
-pub(crate) fn next_special(bytes: &[u8], mut pos: usize) -> Option<usize> {
-    while let Some(chunk) = bytes.get(pos..pos + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        // Bytes that are zero (in `quote`/`backslash`) or below 0x20: the
-        // lowest flagged byte is always a real match (borrows only carry up).
-        let found = (quote.wrapping_sub(ONES) & !quote
-            | backslash.wrapping_sub(ONES) & !backslash
-            | word.wrapping_sub(ONES * 0x20) & !word)
-            & HIGHS;
-        if found != 0 {
-            return Some(pos + (found.trailing_zeros() / 8) as usize);
-        }
-        pos += 8;
-    }
-    bytes[pos.min(bytes.len())..]
-        .iter()
-        .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
-        .map(|offset| pos + offset)
-}
-
 /// The value of a string's escaped text (already checked by the scanner).
 fn unescape(raw: &str) -> Scan<String> {
     let bytes = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len());
-    let mut pos = 0;
-    // Escapes come every few bytes in an escaped JSON body: a plain search
-    // beats memchr's per-call set-up.
-    while let Some(found) = bytes[pos..].iter().position(|&byte| byte == b'\\') {
-        out.push_str(&raw[pos..pos + found]);
-        pos += found;
-        let escape = *bytes.get(pos + 1).ok_or(Unusual)?;
-        pos += 2;
-        let decoded = match escape {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let high = hex4(bytes, pos)?;
-                pos += 4;
-                if (0xD800..0xDC00).contains(&high) {
-                    // A surrogate pair: the low half must follow at once.
-                    if bytes.get(pos..pos + 2) != Some(b"\\u") {
-                        return Err(Unusual);
-                    }
-                    let low = hex4(bytes, pos + 2)?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return Err(Unusual);
-                    }
-                    pos += 6;
-                    char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
-                        .ok_or(Unusual)?
-                } else {
-                    char::from_u32(high).ok_or(Unusual)?
-                }
-            }
-            _ => return Err(Unusual),
-        };
-        out.push(decoded);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut plain_from = 0;
+    while let Some(found) = bytes[plain_from..].iter().position(|&byte| byte == b'\\') {
+        out.extend_from_slice(&bytes[plain_from..plain_from + found]);
+        plain_from = unescape_one(bytes, plain_from + found, &mut out)?;
     }
-    out.push_str(&raw[pos..]);
-    Ok(out)
+    out.extend_from_slice(&bytes[plain_from..]);
+    String::from_utf8(out).map_err(|_| Unusual)
+}
+
+/// What a one-character escape (`\\n`, `\\"`, ...) stands for, by the
+/// byte after the backslash; 0 for `u` and for bytes that are no escape.
+const SIMPLE_ESCAPES: [u8; 256] = {
+    let mut table = [0; 256];
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[b'/' as usize] = b'/';
+    table[b'b' as usize] = 0x08;
+    table[b'f' as usize] = 0x0c;
+    table[b'n' as usize] = b'\n';
+    table[b'r' as usize] = b'\r';
+    table[b't' as usize] = b'\t';
+    table
+};
+
+/// Decodes the escape starting at `bytes[pos]` (a `\\`) onto `out` as
+/// UTF-8; returns the position after it.
+#[inline(always)]
+fn unescape_one(bytes: &[u8], pos: usize, out: &mut Vec<u8>) -> Scan<usize> {
+    let escape = *bytes.get(pos + 1).ok_or(Unusual)?;
+    match SIMPLE_ESCAPES[usize::from(escape)] {
+        0 if escape == b'u' => unescape_unicode(bytes, pos + 2, out),
+        0 => Err(Unusual),
+        decoded => {
+            out.push(decoded);
+            Ok(pos + 2)
+        }
+    }
+}
+
+/// The rest of a `\\u` escape, from its first hex digit at `pos`. Lone
+/// surrogates are left to serde_json.
+#[cold]
+fn unescape_unicode(bytes: &[u8], mut pos: usize, out: &mut Vec<u8>) -> Scan<usize> {
+    let high = hex4(bytes, pos)?;
+    pos += 4;
+    let decoded = if (0xD800..0xDC00).contains(&high) {
+        // A surrogate pair: the low half must follow at once.
+        if bytes.get(pos..pos + 2) != Some(b"\\u") {
+            return Err(Unusual);
+        }
+        let low = hex4(bytes, pos + 2)?;
+        if !(0xDC00..0xE000).contains(&low) {
+            return Err(Unusual);
+        }
+        pos += 6;
+        char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)).ok_or(Unusual)?
+    } else {
+        char::from_u32(high).ok_or(Unusual)?
+    };
+    out.extend_from_slice(decoded.encode_utf8(&mut [0; 4]).as_bytes());
+    Ok(pos)
 }
 
 fn hex4(bytes: &[u8], pos: usize) -> Scan<u32> {
     let digits = bytes.get(pos..pos + 4).ok_or(Unusual)?;
+    // from_str_radix would also take a sign.
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(Unusual);
+    }
     let text = std::str::from_utf8(digits).map_err(|_| Unusual)?;
     u32::from_str_radix(text, 16).map_err(|_| Unusual)
 }
@@ -429,17 +458,43 @@ mod tests {
         assert_eq!(scanner.string().unwrap().value(), Err(Unusual));
     }
 
+    /// The one-pass `string_value` and `string().value()` against serde_json,
+    /// on good strings and damaged copies of them.
     #[test]
-    fn special_bytes_are_found_in_every_position() {
-        for length in 0..20 {
-            for special in [b'"', b'\\', b'\n'] {
-                let mut bytes = vec![b'a'; length + 1];
-                bytes[length] = special;
-                for start in 0..=length {
-                    assert_eq!(next_special(&bytes, start), Some(length));
-                }
+    fn string_value_reads_and_refuses_like_serde_json() {
+        let good = [
+            r#""plain""#,
+            r#""{\n    \"timestamp\": 1645938000,\n    \"device\": \"temp-sensor-000\"\n}""#,
+            r#""\u00e9\u4e2d\ud83d\ude00 \b\f\r\/ a long tail after the escapes""#,
+            r#""\\\\ \"\"""#,
+        ];
+        let mut cases: Vec<String> = good.iter().map(|case| case.to_string()).collect();
+        cases.push(r#""\u+123""#.into());
+        cases.push("\"tab\tinside\"".into());
+        for case in good {
+            cases.extend(mutations(case, 300));
+        }
+        for case in &cases {
+            let serde = serde_json::from_str::<String>(case).ok();
+            let one_pass = {
+                let mut scanner = Scanner::new(case);
+                scanner
+                    .string_value()
+                    .and_then(|value| scanner.finish().map(|()| value))
+            };
+            let two_pass = {
+                let mut scanner = Scanner::new(case);
+                scanner
+                    .string()
+                    .and_then(|string| string.value())
+                    .and_then(|value| scanner.finish().map(|()| value))
+            };
+            // Unusual is allowed where serde accepts (it then decides), never
+            // the other way round, and both scanner paths agree.
+            if let Ok(value) = &one_pass {
+                assert_eq!(Some(value.as_ref()), serde.as_deref(), "{case:?}");
             }
-            assert_eq!(next_special(&vec![0xC3; length], 0), None);
+            assert_eq!(one_pass, two_pass, "{case:?}");
         }
     }
 }

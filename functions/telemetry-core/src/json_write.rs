@@ -7,7 +7,7 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let bytes = text.as_bytes();
     let mut plain_from = 0;
-    while let Some(index) = crate::json_scan::next_special(bytes, plain_from) {
+    while let Some(index) = crate::special_bytes::next_special(bytes, plain_from) {
         out.extend_from_slice(&bytes[plain_from..index]);
         let byte = bytes[index];
         match byte {

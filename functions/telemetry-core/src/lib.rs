@@ -14,6 +14,7 @@ pub mod payload;
 pub mod pipeline;
 pub mod reading;
 pub mod sink;
+mod special_bytes;
 pub mod table;
 pub mod text;
 pub mod timestamp;

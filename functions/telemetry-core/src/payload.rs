@@ -135,7 +135,7 @@ impl<'a> ObjectFields<'a> {
         let mut first = true;
         while let Some(key) = scanner.next_key(&mut first)? {
             let field = match scanner.peek().ok_or(Unusual)? {
-                b'"' => Field::Text(scanner.string()?.value()?),
+                b'"' => Field::Text(scanner.string_value()?),
                 b'{' | b'[' => Field::Nested(scanner.value_text()?),
                 b't' | b'f' | b'n' => match scanner.literal()? {
                     "true" => Field::Bool(true),

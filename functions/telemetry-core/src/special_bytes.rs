@@ -1,0 +1,161 @@
+//! Finding the bytes that end a plain run inside a JSON string: `"`, `\`
+//! and control characters. Sixteen bytes at a time with the vector unit
+//! every x86_64 (SSE2) and aarch64 (NEON) CPU has, eight at a time
+//! elsewhere and for the last partial block.
+
+const BLOCK: usize = 16;
+
+/// Position of the first `"`, `\` or control character at or after `pos`.
+#[inline]
+pub(crate) fn next_special(bytes: &[u8], mut pos: usize) -> Option<usize> {
+    while let Some(block) = bytes.get(pos..pos + BLOCK) {
+        if let Some(found) = first_special_in_block(block.try_into().unwrap_or(&[0; BLOCK])) {
+            return Some(pos + found);
+        }
+        pos += BLOCK;
+    }
+    next_special_in_words(bytes, pos)
+}
+
+/// Appends the plain bytes from `pos` up to the next special byte to `out`
+/// and returns that byte's position. Whole blocks are copied before they
+/// are searched and the surplus cut off afterwards: a fixed-size copy is
+/// cheaper than a call sized by the search.
+#[inline]
+pub(crate) fn copy_until_special(bytes: &[u8], mut pos: usize, out: &mut Vec<u8>) -> Option<usize> {
+    while let Some(block) = bytes.get(pos..pos + BLOCK) {
+        let block: &[u8; BLOCK] = block.try_into().unwrap_or(&[0; BLOCK]);
+        let copied_to = out.len();
+        out.extend_from_slice(block);
+        if let Some(found) = first_special_in_block(block) {
+            out.truncate(copied_to + found);
+            return Some(pos + found);
+        }
+        pos += BLOCK;
+    }
+    let found = next_special_in_words(bytes, pos);
+    out.extend_from_slice(&bytes[pos.min(bytes.len())..found.unwrap_or(bytes.len())]);
+    found
+}
+
+/// Index of the first special byte in `block`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn first_special_in_block(block: &[u8; BLOCK]) -> Option<usize> {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned load
+    // reads exactly the 16 bytes of `block`.
+    let mask = unsafe {
+        let bytes = _mm_loadu_si128(block.as_ptr().cast());
+        // An unsigned byte is <= 0x1f exactly when min(byte, 0x1f) == byte.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1f)), bytes);
+        let quote = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+    };
+    (mask != 0).then(|| mask.trailing_zeros() as usize)
+}
+
+#[cfg(target_arch = "aarch64")]
+#[inline]
+fn first_special_in_block(block: &[u8; BLOCK]) -> Option<usize> {
+    use std::arch::aarch64::*;
+    // SAFETY: NEON is part of the aarch64 baseline, and the load reads
+    // exactly the 16 bytes of `block`.
+    let mask = unsafe {
+        let bytes = vld1q_u8(block.as_ptr());
+        let special = vorrq_u8(
+            vorrq_u8(
+                vceqq_u8(bytes, vdupq_n_u8(b'"')),
+                vceqq_u8(bytes, vdupq_n_u8(b'\\')),
+            ),
+            vcltq_u8(bytes, vdupq_n_u8(0x20)),
+        );
+        // A narrowing shift leaves four bits per byte in one 64-bit word.
+        let nibbles = vshrn_n_u16::<4>(vreinterpretq_u16_u8(special));
+        vget_lane_u64::<0>(vreinterpret_u64_u8(nibbles))
+    };
+    (mask != 0).then(|| (mask.trailing_zeros() / 4) as usize)
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline]
+fn first_special_in_block(block: &[u8; BLOCK]) -> Option<usize> {
+    next_special_in_words(block, 0)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// [`next_special`] eight bytes at a time, then byte by byte.
+#[inline]
+fn next_special_in_words(bytes: &[u8], mut pos: usize) -> Option<usize> {
+    while let Some(chunk) = bytes.get(pos..pos + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // Bytes that are zero (in `quote`/`backslash`) or below 0x20: the
+        // lowest flagged byte is always a real match (borrows only carry up).
+        let found = (quote.wrapping_sub(ONES) & !quote
+            | backslash.wrapping_sub(ONES) & !backslash
+            | word.wrapping_sub(ONES * 0x20) & !word)
+            & HIGHS;
+        if found != 0 {
+            return Some(pos + (found.trailing_zeros() / 8) as usize);
+        }
+        pos += 8;
+    }
+    bytes[pos.min(bytes.len())..]
+        .iter()
+        .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+        .map(|offset| pos + offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_special(byte: u8) -> bool {
+        byte == b'"' || byte == b'\\' || byte < 0x20
+    }
+
+    #[test]
+    fn special_bytes_are_found_in_every_position() {
+        for length in 0..40 {
+            for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
+                let mut bytes = vec![b'a'; length + 24];
+                bytes[length] = special;
+                bytes[length + 5] = b'"';
+                for start in 0..=length {
+                    assert_eq!(next_special(&bytes, start), Some(length));
+                    let mut out = b"kept".to_vec();
+                    assert_eq!(copy_until_special(&bytes, start, &mut out), Some(length));
+                    assert_eq!(out[4..], bytes[start..length]);
+                    assert_eq!(&out[..4], b"kept");
+                }
+            }
+            assert_eq!(next_special(&vec![0xC3; length], 0), None);
+            // Bytes next to the special ones are not special.
+            for plain in [b'!', b'#', b'[', b']', b' ', 0x7f, 0x80, 0xff] {
+                let bytes = vec![plain; length];
+                assert_eq!(next_special(&bytes, 0), None);
+                let mut out = Vec::new();
+                assert_eq!(copy_until_special(&bytes, 0, &mut out), None);
+                assert_eq!(out, bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn every_byte_value_is_classified_in_every_lane() {
+        for byte in 0..=255u8 {
+            for lane in 0..BLOCK {
+                let mut block = [b'a'; BLOCK];
+                block[lane] = byte;
+                let expected = is_special(byte).then_some(lane);
+                assert_eq!(first_special_in_block(&block), expected, "{byte:#x}");
+                assert_eq!(next_special_in_words(&block, 0), expected, "{byte:#x}");
+            }
+        }
+    }
+}
