@@ -179,7 +179,10 @@ impl<'a> Scanner<'a> {
             self.pos += 1;
             return Ok(Cow::Borrowed(value));
         }
-        let mut out = Vec::with_capacity(self.pos - start + 64);
+        // The first escape comes early in an escaped JSON body ({\"...), so
+        // the distance to it says nothing of the length: start with room
+        // for a typical device message rather than growing three times.
+        let mut out = Vec::with_capacity((self.pos - start + 64).max(256));
         out.extend_from_slice(&self.bytes[start..self.pos]);
         loop {
             match self.bytes[self.pos] {

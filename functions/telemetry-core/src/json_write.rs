@@ -32,7 +32,7 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
 /// Appends a finite float in the shortest form that reads back exactly.
 pub fn write_f64(out: &mut Vec<u8>, value: f64) {
     if value.is_finite() {
-        let mut buffer = ryu::Buffer::new();
+        let mut buffer = zmij::Buffer::new();
         out.extend_from_slice(buffer.format_finite(value).as_bytes());
     } else {
         out.extend_from_slice(b"null");
@@ -65,7 +65,18 @@ mod tests {
 
     #[test]
     fn floats_read_back_exactly() {
-        for value in [17.95215062408679, 0.1, -3.0, 1e300, 42.0] {
+        for value in [
+            17.95215062408679,
+            0.1,
+            -3.0,
+            1e300,
+            42.0,
+            5e-324,
+            f64::MAX,
+            1e16,
+            -1e-7,
+            0.0,
+        ] {
             let mut out = Vec::new();
             write_f64(&mut out, value);
             let back: f64 = serde_json::from_slice(&out).unwrap();
