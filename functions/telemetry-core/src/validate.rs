@@ -211,6 +211,49 @@ mod tests {
             .contains("31 dimensions"));
     }
 
+    /// The one-pass check against the plain definition, on names built
+    /// from the characters each rule looks at.
+    #[test]
+    fn name_checks_match_their_definition() {
+        fn by_definition(value: &str, limit: usize) -> &'static str {
+            if value.trim().is_empty() {
+                "empty"
+            } else if value.chars().count() > limit {
+                "too long"
+            } else if value.chars().any(char::is_control) {
+                "control"
+            } else {
+                "ok"
+            }
+        }
+        let pieces = [
+            "a", " ", "\t", "\n", "\u{b}", "\u{c}", "\r", "\u{1}", "\u{7f}", "é", "\u{3000}",
+            "\u{85}", "温度", "-",
+        ];
+        let mut names = vec![String::new()];
+        for first in pieces {
+            for second in pieces {
+                for third in pieces {
+                    names.push(format!("{first}{second}{third}"));
+                }
+            }
+        }
+        names.push("x".repeat(300));
+        names.push("é".repeat(200));
+        for name in &names {
+            for limit in [2, 3, 255] {
+                let ours = match check_name("metric name", name, limit) {
+                    Ok(()) => "ok",
+                    Err(InvalidReading::EmptyName { .. }) => "empty",
+                    Err(InvalidReading::TooLong { .. }) => "too long",
+                    Err(InvalidReading::ControlCharacter { .. }) => "control",
+                    Err(other) => panic!("{other}"),
+                };
+                assert_eq!(ours, by_definition(name, limit), "{name:?} limit {limit}");
+            }
+        }
+    }
+
     #[test]
     fn namespaces() {
         assert!(validate_namespace("IoT/Telemetry").is_ok());
