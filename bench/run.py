@@ -377,8 +377,12 @@ def api_calls_at_moto(event):
     moto's recorder, with METRICS_SINK=cloudwatch."""
     # Port 0: moto binds a free port itself and announces it (a port probed
     # beforehand could be taken by someone else in between).
+    # Its own recording file: moto appends to ./moto_recording by default,
+    # across servers and runs (earlier runs' calls would be counted).
+    recording_path = tempfile.mktemp(prefix="bench-moto-recording-")
     moto = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", "0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, MOTO_RECORDER_FILEPATH=recording_path))
     try:
         port = None
         for line in moto.stderr:
@@ -396,6 +400,7 @@ def api_calls_at_moto(event):
                 break
             except Exception:
                 time.sleep(0.1)
+        urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/recorder/reset-recording", method="POST"))
         urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/recorder/start-recording", method="POST"))
         runtime = Runtime()
         process = Process(ours("telemetry-metrics"), runtime, {
@@ -419,6 +424,8 @@ def api_calls_at_moto(event):
     finally:
         moto.kill()
         moto.wait()
+        if os.path.exists(recording_path):
+            os.remove(recording_path)
 
 
 def criterion():

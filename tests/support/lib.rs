@@ -30,9 +30,12 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+static NEXT_RECORDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A `moto_server` on a free loopback port, stopped when dropped.
 pub struct MotoServer {
     child: Child,
+    recording: PathBuf,
     pub endpoint: String,
 }
 
@@ -51,8 +54,17 @@ impl MotoServer {
         // Port 0: moto binds a port itself and prints it. Picking a "free"
         // port first races with other tests' listeners (a readiness probe can
         // then reach someone else's server).
+        // Its own recording file: moto appends to `./moto_recording` by
+        // default, across servers and runs.
+        let recording = std::env::temp_dir().join(format!(
+            "iotpipe-moto-recording-{}-{}",
+            std::process::id(),
+            NEXT_RECORDING.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&recording);
         let mut child = Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", "0"])
+            .env("MOTO_RECORDER_FILEPATH", &recording)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -89,7 +101,11 @@ impl MotoServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        MotoServer { child, endpoint }
+        MotoServer {
+            child,
+            recording,
+            endpoint,
+        }
     }
 
     /// The standard AWS environment pointing at this server, for child
@@ -125,6 +141,7 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.recording);
     }
 }
 
@@ -277,8 +294,17 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The requests moto recorded since `start_recording`, as (action, body).
+/// The actions of the requests moto recorded since `start_recording`.
 pub fn recorded_actions(endpoint: &str) -> Vec<String> {
+    recorded_requests(endpoint)
+        .into_iter()
+        .map(|(action, _)| action)
+        .collect()
+}
+
+/// The requests moto recorded since `start_recording`, as (action, body as
+/// sent before the SDK's gzip).
+pub fn recorded_requests(endpoint: &str) -> Vec<(String, Vec<u8>)> {
     use base64::Engine as _;
     let (_, body) = http_request(
         endpoint,
@@ -308,11 +334,12 @@ pub fn recorded_actions(endpoint: &str) -> Vec<String> {
                     .unwrap();
                 bytes = plain;
             }
-            let body = String::from_utf8_lossy(&bytes).to_string();
-            body.split('&')
+            let action = String::from_utf8_lossy(&bytes)
+                .split('&')
                 .find_map(|pair| pair.strip_prefix("Action="))
                 .map(str::to_owned)
-                .unwrap_or_else(|| format!("{} {}", entry["method"], entry["url"]))
+                .unwrap_or_else(|| format!("{} {}", entry["method"], entry["url"]));
+            (action, bytes)
         })
         .collect()
 }

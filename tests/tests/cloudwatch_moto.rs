@@ -6,7 +6,8 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, 
 use aws_smithy_types::DateTime;
 use chrono::{DurationRound, TimeDelta, Utc};
 use e2e_tests::{
-    recorded_actions, sdk_config, start_recording, CapturedDeadLetters, MotoServer, ThrottlingProxy,
+    recorded_actions, recorded_requests, sdk_config, start_recording, CapturedDeadLetters,
+    MotoServer, ThrottlingProxy,
 };
 use serde_json::Value;
 use telemetry_aws::cloudwatch::CloudWatchSink;
@@ -132,6 +133,65 @@ async fn ten_thousand_readings_from_100_devices_take_one_call_and_read_back() {
         .unwrap();
     let total: f64 = data.metric_data_results()[0].values().iter().sum();
     assert_eq!(total, 100.0);
+}
+
+/// Requests are packed by an upper bound of their size: filled with values
+/// whose text is as long as floats get, every body the SDK sends stays
+/// under PutMetricData's 1 MB, and requests are still packed well.
+#[tokio::test(flavor = "multi_thread")]
+async fn full_requests_stay_under_one_megabyte_as_the_sdk_sends_them() {
+    use telemetry_core::cloudwatch::{plan_requests, MAX_REQUEST_BYTES};
+    use telemetry_core::reading::Reading;
+    use telemetry_core::sink::MetricsSink;
+    let moto = MotoServer::start();
+    let sdk = sdk_config(&moto.endpoint).await;
+    let sink = CloudWatchSink::new(&sdk, NAMESPACE, 1);
+    let minute_ms = (Utc::now().timestamp() / 60 - 5) * 60_000;
+    // 150 distinct 17-digit values per datum, negative with negative
+    // exponents: the longest text a float takes.
+    let readings: Vec<Reading> = (0..30_000u32)
+        .map(|i| Reading {
+            device: format!("sensor-with-a-long-device-name-{:03}", i % 200).into(),
+            metric: "temperature".into(),
+            value: -(1.234_567_890_123_456_7e-100 * (1.0 + f64::from(i) * 1e-9)),
+            unit: telemetry_core::unit::Unit::None,
+            timestamp_ms: minute_ms,
+            dimensions: Vec::new(),
+            high_resolution: false,
+            message: i,
+        })
+        .collect();
+    let planned = plan_requests(&readings);
+    assert!(planned.len() >= 2, "the batch must fill a request");
+
+    start_recording(&moto.endpoint);
+    let delivery = sink.send(&readings).await;
+    assert!(delivery.failed_messages.is_empty(), "{:?}", delivery.error);
+    let bodies: Vec<Vec<u8>> = recorded_requests(&moto.endpoint)
+        .into_iter()
+        .filter(|(action, _)| action == "PutMetricData")
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(bodies.len(), planned.len());
+    for (body, request) in bodies.iter().zip(&planned) {
+        assert!(body.len() <= 1_000_000, "{} bytes", body.len());
+        let estimate: usize = request.datums.iter().map(|d| d.estimated_bytes()).sum();
+        // The estimate covers the datums; the action, version and namespace
+        // fit in the 1,000 bytes MAX_REQUEST_BYTES leaves.
+        assert!(
+            body.len() <= estimate + 1_000,
+            "{} bytes > estimate {estimate}",
+            body.len()
+        );
+    }
+    // Packed well: every request but the last is at least 3/4 full.
+    for body in &bodies[..bodies.len() - 1] {
+        assert!(
+            body.len() >= MAX_REQUEST_BYTES * 3 / 4,
+            "{} bytes",
+            body.len()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

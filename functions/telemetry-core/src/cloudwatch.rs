@@ -13,8 +13,11 @@ use crate::unit::Unit;
 pub const MAX_DATUMS_PER_REQUEST: usize = 1000;
 /// Distinct values per datum (`Values`/`Counts`).
 pub const MAX_VALUES_PER_DATUM: usize = 150;
-/// A request body may be 1 MB; stay clear of it with our size estimate.
-pub const MAX_REQUEST_BYTES: usize = 900 * 1024;
+/// A request may be 1 MB (read as 1,000,000 bytes, uncompressed: the SDK
+/// gzips large bodies, but a user can turn that off). The datum estimates
+/// are upper bounds; the rest of the body is the action, version and
+/// namespace (at most ~850 bytes).
+pub const MAX_REQUEST_BYTES: usize = 1_000_000 - 1_000;
 
 /// One `MetricDatum`: one metric, one set of dimensions, one time bucket,
 /// with repeated values folded into counts.
@@ -33,15 +36,43 @@ pub struct Datum {
 }
 
 impl Datum {
-    /// Upper bound of this datum's size in the query-protocol body.
-    fn estimated_bytes(&self) -> usize {
+    /// Upper bound of this datum's bytes in the query-protocol body
+    /// (`&MetricData.member.N.Values.member.M=17.5` and so on, URL-encoded),
+    /// wherever it sits in the request. The planner packs requests by it,
+    /// so it must never be below what the SDK sends.
+    pub fn estimated_bytes(&self) -> usize {
+        // "&MetricData.member." and N (at most 1000: four digits).
+        const MEMBER: usize = 19 + 4;
+        // "&MetricData.member.N.Values.member." (or ".Counts.member.") and
+        // M (at most 150: three digits) and "=".
+        const LIST_ENTRY: usize = MEMBER + 15 + 3 + 1;
+        // Unit (longest: "Terabits%2FSecond"), timestamp
+        // ("2026-11-23T15%3A16%3A00.123Z") and storage resolution, padded.
+        const FIXED: usize = 3 * MEMBER + 6 + 40 + 11 + 40 + 19 + 2;
+        let name = MEMBER + 12 + 3 * self.metric.len();
         let dimensions: usize = self
             .dimensions
             .iter()
-            .map(|(name, value)| 90 + 3 * (name.len() + value.len()))
+            .map(|(name, value)| {
+                // "...Dimensions.member.J.Name=" and "....Value=", J <= 30.
+                2 * (MEMBER + 19 + 2) + 6 + 7 + 3 * (name.len() + value.len())
+            })
             .sum();
-        200 + 3 * self.metric.len() + dimensions + 75 * self.values.len()
+        let numbers: usize = self
+            .values
+            .iter()
+            .chain(&self.counts)
+            .map(|&number| LIST_ENTRY + number_text_bound(number))
+            .sum();
+        FIXED + name + dimensions + numbers
     }
+}
+
+/// Upper bound of a float's text in the request: its shortest round-trip
+/// form, plus room for a formatter that writes "1.0" for "1", an exponent
+/// sign "+" (URL-encoded as three bytes) or one more exponent digit.
+fn number_text_bound(number: f64) -> usize {
+    zmij::Buffer::new().format(number).len() + 5
 }
 
 /// One `PutMetricData` call and the messages whose readings it carries.
