@@ -412,7 +412,8 @@ fn resolve<'a>(
         FieldSource::Pointer(pointer) => match view {
             View::Object(fields) => {
                 let key = &pointer[1..];
-                if !key.contains('/') && !key.contains('~') {
+                // One pass over the (short) key rather than two searches.
+                if !key.bytes().any(|byte| byte == b'/' || byte == b'~') {
                     fields.get(key).cloned()
                 } else {
                     fields.pointer(pointer)

@@ -4,8 +4,16 @@
 /// Appends `text` as a JSON string literal. Plain runs are found eight
 /// bytes at a time and copied whole.
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
     let bytes = text.as_bytes();
+    // Names and devices rarely need escaping: one reservation, one copy.
+    out.reserve(bytes.len() + 2);
+    if crate::special_bytes::next_special(bytes, 0).is_none() {
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
     let mut plain_from = 0;
     while let Some(index) = crate::special_bytes::next_special(bytes, plain_from) {
         out.extend_from_slice(&bytes[plain_from..index]);

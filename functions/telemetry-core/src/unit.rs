@@ -103,15 +103,43 @@ impl Unit {
     /// (devices write "percent" as often as "Percent").
     pub fn parse(text: &str) -> Option<Unit> {
         let text = text.trim();
-        // Devices mostly send the exact name: compare exactly first.
-        ALL.iter()
-            .copied()
-            .find(|unit| unit.as_str() == text)
-            .or_else(|| {
-                ALL.iter()
-                    .copied()
-                    .find(|unit| unit.as_str().eq_ignore_ascii_case(text))
-            })
+        // Devices mostly send the exact name: a `match` (length first, then
+        // the bytes) finds it without walking the list.
+        let exact = match text {
+            "Seconds" => Some(Unit::Seconds),
+            "Microseconds" => Some(Unit::Microseconds),
+            "Milliseconds" => Some(Unit::Milliseconds),
+            "Bytes" => Some(Unit::Bytes),
+            "Kilobytes" => Some(Unit::Kilobytes),
+            "Megabytes" => Some(Unit::Megabytes),
+            "Gigabytes" => Some(Unit::Gigabytes),
+            "Terabytes" => Some(Unit::Terabytes),
+            "Bits" => Some(Unit::Bits),
+            "Kilobits" => Some(Unit::Kilobits),
+            "Megabits" => Some(Unit::Megabits),
+            "Gigabits" => Some(Unit::Gigabits),
+            "Terabits" => Some(Unit::Terabits),
+            "Percent" => Some(Unit::Percent),
+            "Count" => Some(Unit::Count),
+            "Bytes/Second" => Some(Unit::BytesPerSecond),
+            "Kilobytes/Second" => Some(Unit::KilobytesPerSecond),
+            "Megabytes/Second" => Some(Unit::MegabytesPerSecond),
+            "Gigabytes/Second" => Some(Unit::GigabytesPerSecond),
+            "Terabytes/Second" => Some(Unit::TerabytesPerSecond),
+            "Bits/Second" => Some(Unit::BitsPerSecond),
+            "Kilobits/Second" => Some(Unit::KilobitsPerSecond),
+            "Megabits/Second" => Some(Unit::MegabitsPerSecond),
+            "Gigabits/Second" => Some(Unit::GigabitsPerSecond),
+            "Terabits/Second" => Some(Unit::TerabitsPerSecond),
+            "Count/Second" => Some(Unit::CountPerSecond),
+            "None" => Some(Unit::None),
+            _ => None,
+        };
+        exact.or_else(|| {
+            ALL.iter()
+                .copied()
+                .find(|unit| unit.as_str().eq_ignore_ascii_case(text))
+        })
     }
 
     /// Every unit, for error messages and documentation.
