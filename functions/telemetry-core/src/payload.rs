@@ -111,11 +111,43 @@ pub(crate) fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// The top-level fields of a JSON object, in document order.
+/// The top-level fields of a JSON object, in document order, with a
+/// signature of their keys: the decoder asks each message for a few dozen
+/// conventional keys (device, timestamp, rule metadata), nearly all absent,
+/// and the signature answers most of those without walking the fields.
 #[derive(Debug, Default)]
-pub struct ObjectFields<'a>(pub Vec<(Cow<'a, str>, Field<'a>)>);
+pub struct ObjectFields<'a>(pub Vec<(Cow<'a, str>, Field<'a>)>, KeySignature);
+
+/// One bit per (length, first byte, last byte) class of the keys present.
+/// A key whose bit is clear is certainly absent; a set bit is only a hint.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeySignature(u64);
+
+impl KeySignature {
+    #[inline]
+    fn bit(key: &str) -> u64 {
+        let bytes = key.as_bytes();
+        let first = bytes.first().copied().unwrap_or(0) as usize;
+        let last = bytes.last().copied().unwrap_or(0) as usize;
+        1 << ((bytes.len() + first * 7 + last * 3) & 63)
+    }
+
+    fn of<'k>(keys: impl Iterator<Item = &'k str>) -> Self {
+        KeySignature(keys.fold(0, |signature, key| signature | Self::bit(key)))
+    }
+
+    #[inline]
+    fn may_contain(self, key: &str) -> bool {
+        self.0 & Self::bit(key) != 0
+    }
+}
 
 impl<'a> ObjectFields<'a> {
+    pub fn new(fields: Vec<(Cow<'a, str>, Field<'a>)>) -> Self {
+        let signature = KeySignature::of(fields.iter().map(|(key, _)| key.as_ref()));
+        ObjectFields(fields, signature)
+    }
+
     /// Splits a JSON object. A plain object is read by the scanner (one
     /// pass, numbers parsed once); anything else goes through serde, which
     /// also words the error.
@@ -147,10 +179,13 @@ impl<'a> ObjectFields<'a> {
             fields.push((key.value()?, field));
         }
         scanner.finish()?;
-        Ok(ObjectFields(fields))
+        Ok(ObjectFields::new(fields))
     }
 
     pub fn get(&self, key: &str) -> Option<&Field<'a>> {
+        if !self.1.may_contain(key) {
+            return None;
+        }
         self.0
             .iter()
             .find(|(name, _)| name == key)
@@ -214,7 +249,7 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for ObjectFields<'a> {
                     let raw: &'de RawValue = map.next_value()?;
                     fields.push((key.0, Field::from_raw(raw)));
                 }
-                Ok(ObjectFields(fields))
+                Ok(ObjectFields::new(fields))
             }
         }
         deserializer
@@ -238,6 +273,54 @@ pub fn guess_delimiter(text: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key signature only ever skips a walk that would find nothing:
+    /// `get` answers like a plain search, for keys present and absent.
+    #[test]
+    fn get_answers_like_a_plain_search() {
+        let mut keys: Vec<String> = [
+            "device",
+            "device_id",
+            "deviceId",
+            "ts",
+            "time",
+            "timestamp",
+            "topic",
+            "client_id",
+            "clientid",
+            "received_at",
+            "data",
+            "name",
+            "value",
+            "unit",
+            "",
+            "t\u{e9}xt",
+            "x",
+        ]
+        .iter()
+        .map(|key| key.to_string())
+        .collect();
+        keys.extend((0..200).map(|i| format!("k{i}")));
+        keys.extend((b'a'..=b'z').map(|letter| String::from(letter as char).repeat(3)));
+        for present in [0, 1, 3, 9, 40, keys.len()] {
+            let fields = ObjectFields::new(
+                keys.iter()
+                    .step_by(keys.len() / present.max(1))
+                    .take(present)
+                    .enumerate()
+                    .map(|(i, key)| (Cow::Owned(key.clone()), Field::Int(i as i64)))
+                    .collect(),
+            );
+            for key in &keys {
+                let plain = fields
+                    .0
+                    .iter()
+                    .find(|(name, _)| name == key)
+                    .map(|(_, f)| f);
+                assert_eq!(fields.get(key), plain, "{key:?} among {present} keys");
+            }
+        }
+    }
 
     #[test]
     fn scanned_objects_equal_serde_ones_even_when_damaged() {
