@@ -1,8 +1,6 @@
 //! The SQS batch the micro-benchmarks and the profiling example share:
 //! 10,000 records of reference 000's payload from 100 devices.
 
-use serde_json::json;
-
 pub const MESSAGES: usize = 10_000;
 
 /// An SQS batch of reference 000's payload from 100 devices.
@@ -31,22 +29,29 @@ pub fn sqs_batch_003() -> Vec<u8> {
     })
 }
 
+/// Records are written in the order AWS writes them (serde_json's own map
+/// would sort the keys, which no real event does).
 fn sqs_event(body_of: impl Fn(usize) -> String) -> Vec<u8> {
-    let records: Vec<_> = (0..MESSAGES)
+    let records: Vec<String> = (0..MESSAGES)
         .map(|i| {
-            let body = body_of(i);
-            json!({
-                "messageId": format!("059f36b4-87a3-44ab-83d2-{i:012}"),
-                "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1645938062000", "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1645938062005"},
-                "messageAttributes": {},
-                "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:iot-telemetry",
-                "awsRegion": "us-east-1"
-            })
+            let body = serde_json::to_string(&body_of(i)).unwrap();
+            format!(
+                concat!(
+                    r#"{{"messageId":"059f36b4-87a3-44ab-83d2-{:012}","#,
+                    r#""receiptHandle":"AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a","body":{},"#,
+                    r#""attributes":{{"ApproximateReceiveCount":"1","SentTimestamp":"1645938062000","#,
+                    r#""SenderId":"AIDAIENQZJOLO23YVJ4VO","ApproximateFirstReceiveTimestamp":"1645938062005"}},"#,
+                    r#""messageAttributes":{{}},"md5OfBody":"e4e68fb7bd0e697a0ae8f1bb342846b3","#,
+                    r#""eventSource":"aws:sqs","#,
+                    r#""eventSourceARN":"arn:aws:sqs:us-east-1:123456789012:iot-telemetry","#,
+                    r#""awsRegion":"us-east-1"}}"#
+                ),
+                i, body
+            )
         })
         .collect();
-    serde_json::to_vec(&json!({"Records": records})).unwrap()
+    let event = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+    // Still an SQS event serde_json reads.
+    debug_assert!(serde_json::from_str::<serde_json::Value>(&event).is_ok());
+    event.into_bytes()
 }
