@@ -235,7 +235,7 @@ fn base64_wrapped(fields: &ObjectFields<'_>) -> Result<Option<Vec<u8>>, DecodeEr
         return Ok(None);
     };
     let only_metadata = fields
-        .0
+        .entries()
         .iter()
         .all(|(key, _)| key == "data" || RULE_FIELDS.contains(&key.as_ref()));
     if !only_metadata {
@@ -395,7 +395,7 @@ impl<'a> View<'_, 'a> {
     fn describe(&self) -> String {
         match self {
             View::Object(fields) => {
-                let keys: Vec<&str> = fields.0.iter().map(|(k, _)| k.as_ref()).collect();
+                let keys: Vec<&str> = fields.entries().iter().map(|(k, _)| k.as_ref()).collect();
                 format!("object with keys {keys:?}")
             }
             View::Columns(columns) => format!("{:?}", truncate(&columns.join("|"), 80)),
@@ -548,7 +548,7 @@ fn decode_fields(
     let before = out.len();
     match view {
         View::Object(fields) => {
-            for (key, field) in &fields.0 {
+            for (key, field) in fields.entries() {
                 if consumed.contains(&key.as_ref()) || is_identifier_key(key) {
                     continue;
                 }

@@ -132,7 +132,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string value (the next significant byte must be its `"`).
-    #[inline(always)]
+    #[inline]
     pub fn string(&mut self) -> Scan<JsonStr<'a>> {
         self.expect(b'"')?;
         let start = self.pos;

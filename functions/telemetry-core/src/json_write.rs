@@ -1,21 +1,16 @@
 //! Minimal JSON writing straight into a byte buffer, for the EMF encoder's
 //! hot loop (no intermediate `Value`, no per-field allocation).
 
-/// Appends `text` as a JSON string literal. Plain runs are found eight
+/// Appends `text` as a JSON string literal. Plain runs are found sixteen
 /// bytes at a time and copied whole.
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    use crate::special_bytes::next_special;
     let bytes = text.as_bytes();
-    // Names and devices rarely need escaping: one reservation, one copy.
+    // Names and devices rarely need escaping: one reservation covers them.
     out.reserve(bytes.len() + 2);
-    if crate::special_bytes::next_special(bytes, 0).is_none() {
-        out.push(b'"');
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
-    }
     out.push(b'"');
     let mut plain_from = 0;
-    while let Some(index) = crate::special_bytes::next_special(bytes, plain_from) {
+    while let Some(index) = next_special(bytes, plain_from) {
         out.extend_from_slice(&bytes[plain_from..index]);
         let byte = bytes[index];
         match byte {

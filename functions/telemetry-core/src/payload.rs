@@ -115,8 +115,12 @@ pub(crate) fn truncate(text: &str, max: usize) -> &str {
 /// signature of their keys: the decoder asks each message for a few dozen
 /// conventional keys (device, timestamp, rule metadata), nearly all absent,
 /// and the signature answers most of those without walking the fields.
+/// The fields are private so the signature always matches them.
 #[derive(Debug, Default)]
-pub struct ObjectFields<'a>(pub Vec<(Cow<'a, str>, Field<'a>)>, KeySignature);
+pub struct ObjectFields<'a> {
+    fields: Vec<(Cow<'a, str>, Field<'a>)>,
+    signature: KeySignature,
+}
 
 /// One bit per (length, first byte, last byte) class of the keys present.
 /// A key whose bit is clear is certainly absent; a set bit is only a hint.
@@ -145,7 +149,12 @@ impl KeySignature {
 impl<'a> ObjectFields<'a> {
     pub fn new(fields: Vec<(Cow<'a, str>, Field<'a>)>) -> Self {
         let signature = KeySignature::of(fields.iter().map(|(key, _)| key.as_ref()));
-        ObjectFields(fields, signature)
+        ObjectFields { fields, signature }
+    }
+
+    /// The fields, in document order.
+    pub fn entries(&self) -> &[(Cow<'a, str>, Field<'a>)] {
+        &self.fields
     }
 
     /// Splits a JSON object. A plain object is read by the scanner (one
@@ -183,10 +192,10 @@ impl<'a> ObjectFields<'a> {
     }
 
     pub fn get(&self, key: &str) -> Option<&Field<'a>> {
-        if !self.1.may_contain(key) {
+        if !self.signature.may_contain(key) {
             return None;
         }
-        self.0
+        self.fields
             .iter()
             .find(|(name, _)| name == key)
             .map(|(_, field)| field)
@@ -313,7 +322,7 @@ mod tests {
             );
             for key in &keys {
                 let plain = fields
-                    .0
+                    .entries()
                     .iter()
                     .find(|(name, _)| name == key)
                     .map(|(_, f)| f);

@@ -2,139 +2,76 @@
 
 use std::fmt;
 
-/// One of CloudWatch's standard units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Unit {
-    Seconds,
-    Microseconds,
-    Milliseconds,
-    Bytes,
-    Kilobytes,
-    Megabytes,
-    Gigabytes,
-    Terabytes,
-    Bits,
-    Kilobits,
-    Megabits,
-    Gigabits,
-    Terabits,
-    Percent,
-    Count,
-    BytesPerSecond,
-    KilobytesPerSecond,
-    MegabytesPerSecond,
-    GigabytesPerSecond,
-    TerabytesPerSecond,
-    BitsPerSecond,
-    KilobitsPerSecond,
-    MegabitsPerSecond,
-    GigabitsPerSecond,
-    TerabitsPerSecond,
-    CountPerSecond,
-    #[default]
-    None,
+/// Declares the units once: the enum, the list of all of them, their wire
+/// names and the exact-name lookup all come from this table.
+macro_rules! units {
+    ($($(#[$attribute:meta])* $variant:ident => $name:literal,)+) => {
+        /// One of CloudWatch's standard units.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+        pub enum Unit {
+            $($(#[$attribute])* $variant,)+
+        }
+
+        const ALL: &[Unit] = &[$(Unit::$variant,)+];
+
+        impl Unit {
+            /// The exact spelling CloudWatch uses on the wire.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Unit::$variant => $name,)+
+                }
+            }
+
+            /// The unit spelled exactly `name`: a `match` (length first,
+            /// then the bytes) rather than a walk over the list.
+            fn from_exact_name(name: &str) -> Option<Unit> {
+                match name {
+                    $($name => Some(Unit::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-const ALL: [Unit; 27] = [
-    Unit::Seconds,
-    Unit::Microseconds,
-    Unit::Milliseconds,
-    Unit::Bytes,
-    Unit::Kilobytes,
-    Unit::Megabytes,
-    Unit::Gigabytes,
-    Unit::Terabytes,
-    Unit::Bits,
-    Unit::Kilobits,
-    Unit::Megabits,
-    Unit::Gigabits,
-    Unit::Terabits,
-    Unit::Percent,
-    Unit::Count,
-    Unit::BytesPerSecond,
-    Unit::KilobytesPerSecond,
-    Unit::MegabytesPerSecond,
-    Unit::GigabytesPerSecond,
-    Unit::TerabytesPerSecond,
-    Unit::BitsPerSecond,
-    Unit::KilobitsPerSecond,
-    Unit::MegabitsPerSecond,
-    Unit::GigabitsPerSecond,
-    Unit::TerabitsPerSecond,
-    Unit::CountPerSecond,
-    Unit::None,
-];
+units! {
+    Seconds => "Seconds",
+    Microseconds => "Microseconds",
+    Milliseconds => "Milliseconds",
+    Bytes => "Bytes",
+    Kilobytes => "Kilobytes",
+    Megabytes => "Megabytes",
+    Gigabytes => "Gigabytes",
+    Terabytes => "Terabytes",
+    Bits => "Bits",
+    Kilobits => "Kilobits",
+    Megabits => "Megabits",
+    Gigabits => "Gigabits",
+    Terabits => "Terabits",
+    Percent => "Percent",
+    Count => "Count",
+    BytesPerSecond => "Bytes/Second",
+    KilobytesPerSecond => "Kilobytes/Second",
+    MegabytesPerSecond => "Megabytes/Second",
+    GigabytesPerSecond => "Gigabytes/Second",
+    TerabytesPerSecond => "Terabytes/Second",
+    BitsPerSecond => "Bits/Second",
+    KilobitsPerSecond => "Kilobits/Second",
+    MegabitsPerSecond => "Megabits/Second",
+    GigabitsPerSecond => "Gigabits/Second",
+    TerabitsPerSecond => "Terabits/Second",
+    CountPerSecond => "Count/Second",
+    #[default]
+    None => "None",
+}
 
 impl Unit {
-    /// The exact spelling CloudWatch uses on the wire.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Unit::Seconds => "Seconds",
-            Unit::Microseconds => "Microseconds",
-            Unit::Milliseconds => "Milliseconds",
-            Unit::Bytes => "Bytes",
-            Unit::Kilobytes => "Kilobytes",
-            Unit::Megabytes => "Megabytes",
-            Unit::Gigabytes => "Gigabytes",
-            Unit::Terabytes => "Terabytes",
-            Unit::Bits => "Bits",
-            Unit::Kilobits => "Kilobits",
-            Unit::Megabits => "Megabits",
-            Unit::Gigabits => "Gigabits",
-            Unit::Terabits => "Terabits",
-            Unit::Percent => "Percent",
-            Unit::Count => "Count",
-            Unit::BytesPerSecond => "Bytes/Second",
-            Unit::KilobytesPerSecond => "Kilobytes/Second",
-            Unit::MegabytesPerSecond => "Megabytes/Second",
-            Unit::GigabytesPerSecond => "Gigabytes/Second",
-            Unit::TerabytesPerSecond => "Terabytes/Second",
-            Unit::BitsPerSecond => "Bits/Second",
-            Unit::KilobitsPerSecond => "Kilobits/Second",
-            Unit::MegabitsPerSecond => "Megabits/Second",
-            Unit::GigabitsPerSecond => "Gigabits/Second",
-            Unit::TerabitsPerSecond => "Terabits/Second",
-            Unit::CountPerSecond => "Count/Second",
-            Unit::None => "None",
-        }
-    }
-
     /// Parses a unit name, ignoring ASCII case and surrounding whitespace
     /// (devices write "percent" as often as "Percent").
     pub fn parse(text: &str) -> Option<Unit> {
         let text = text.trim();
-        // Devices mostly send the exact name: a `match` (length first, then
-        // the bytes) finds it without walking the list.
-        let exact = match text {
-            "Seconds" => Some(Unit::Seconds),
-            "Microseconds" => Some(Unit::Microseconds),
-            "Milliseconds" => Some(Unit::Milliseconds),
-            "Bytes" => Some(Unit::Bytes),
-            "Kilobytes" => Some(Unit::Kilobytes),
-            "Megabytes" => Some(Unit::Megabytes),
-            "Gigabytes" => Some(Unit::Gigabytes),
-            "Terabytes" => Some(Unit::Terabytes),
-            "Bits" => Some(Unit::Bits),
-            "Kilobits" => Some(Unit::Kilobits),
-            "Megabits" => Some(Unit::Megabits),
-            "Gigabits" => Some(Unit::Gigabits),
-            "Terabits" => Some(Unit::Terabits),
-            "Percent" => Some(Unit::Percent),
-            "Count" => Some(Unit::Count),
-            "Bytes/Second" => Some(Unit::BytesPerSecond),
-            "Kilobytes/Second" => Some(Unit::KilobytesPerSecond),
-            "Megabytes/Second" => Some(Unit::MegabytesPerSecond),
-            "Gigabytes/Second" => Some(Unit::GigabytesPerSecond),
-            "Terabytes/Second" => Some(Unit::TerabytesPerSecond),
-            "Bits/Second" => Some(Unit::BitsPerSecond),
-            "Kilobits/Second" => Some(Unit::KilobitsPerSecond),
-            "Megabits/Second" => Some(Unit::MegabitsPerSecond),
-            "Gigabits/Second" => Some(Unit::GigabitsPerSecond),
-            "Terabits/Second" => Some(Unit::TerabitsPerSecond),
-            "Count/Second" => Some(Unit::CountPerSecond),
-            "None" => Some(Unit::None),
-            _ => None,
-        };
+        // Devices mostly send the exact name.
+        let exact = Unit::from_exact_name(text);
         exact.or_else(|| {
             ALL.iter()
                 .copied()
@@ -144,7 +81,7 @@ impl Unit {
 
     /// Every unit, for error messages and documentation.
     pub fn all() -> &'static [Unit] {
-        &ALL
+        ALL
     }
 }
 
@@ -162,7 +99,10 @@ mod tests {
     fn parses_every_unit_from_its_own_name() {
         for unit in Unit::all() {
             assert_eq!(Unit::parse(unit.as_str()), Some(*unit));
+            assert_eq!(Unit::from_exact_name(unit.as_str()), Some(*unit));
         }
+        assert_eq!(Unit::all().len(), 27);
+        assert_eq!(Unit::default(), Unit::None);
     }
 
     #[test]
