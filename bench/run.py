@@ -399,14 +399,8 @@ def api_calls_at_moto(event):
             raise RuntimeError("moto_server did not announce its port")
         # Keep draining moto's request log so a full pipe never blocks it.
         threading.Thread(target=lambda: [None for _ in moto.stderr], daemon=True).start()
+        # Announced once the socket listens, and the recording file is new.
         endpoint = "http://127.0.0.1:%d" % port
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
-        urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/recorder/reset-recording", method="POST"))
         urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/recorder/start-recording", method="POST"))
         runtime = Runtime()
         process = Process(ours("telemetry-metrics"), runtime, {

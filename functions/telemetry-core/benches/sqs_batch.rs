@@ -17,7 +17,7 @@ pub fn sqs_batch() -> Vec<u8> {
 
 /// An SQS batch of reference 003's payload (name, unit, value as text) as
 /// the topic rule passes it on with the client id, from 100 devices.
-#[allow(dead_code)] // used by the profiling example only
+#[allow(dead_code)] // used by examples/time_handler.rs only
 pub fn sqs_batch_003() -> Vec<u8> {
     sqs_event(|i| {
         format!(

@@ -1,26 +1,41 @@
-//! Times the metrics pipeline on an event file, in process, for the bench's
-//! paired comparison with the baseline's handler (`bench/run.py`):
-//! `time_handler <event.json> <runs>` prints
-//! `{"median_s": ..., "best_s": ..., "readings": ...}`.
-//! The first run warms up and is not counted, as on the baseline's side.
+//! Runs the metrics pipeline over one event in a loop, in process, and
+//! prints how long a run took: `time_handler <event> <runs>` prints
+//! `{"median_s": ..., "best_s": ..., "readings": ...}`. The first run warms
+//! up and is not counted.
+//!
+//! `<event>` is a file (the bench's paired comparison with the baseline's
+//! handler, `bench/run.py`), or `000` / `003` for the 10,000-record batches
+//! of `benches/sqs_batch.rs`, for profilers: `cargo build --release
+//! --example time_handler -p telemetry-core`, then run it under
+//! `perf record` or `valgrind --tool=callgrind`.
+
+#[path = "../benches/sqs_batch.rs"]
+mod sqs_batch;
 
 use std::time::Instant;
 
 use telemetry_core::pipeline::Pipeline;
 use telemetry_core::sink::EmfSink;
 
+/// The clock the generated batches were written for (2022-02-27).
+const SAMPLE_NOW_MS: i64 = 1_645_938_300_000;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args
+    let source = args
         .next()
-        .ok_or("usage: time_handler <event.json> <runs>")?;
+        .ok_or("usage: time_handler <event.json | 000 | 003> <runs>")?;
     let runs: usize = args
         .next()
         .map(|runs| runs.parse())
         .transpose()?
         .unwrap_or(5)
         .max(1);
-    let event = std::fs::read(&path)?;
+    let (event, now_ms) = match source.as_str() {
+        "000" => (sqs_batch::sqs_batch(), SAMPLE_NOW_MS),
+        "003" => (sqs_batch::sqs_batch_003(), SAMPLE_NOW_MS),
+        path => (std::fs::read(path)?, chrono::Utc::now().timestamp_millis()),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let pipeline = Pipeline::default();
     // EMF documents are formatted in full and then discarded, like the
@@ -29,7 +44,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dead = telemetry_core::deadletter::LocalDeadLetters {
         directory: std::env::temp_dir().join("time-handler-dead"),
     };
-    let now_ms = chrono::Utc::now().timestamp_millis();
     let mut times = Vec::with_capacity(runs);
     let mut readings = 0;
     for run in 0..=runs {
