@@ -20,9 +20,7 @@ fn same_document(a: &Reading, b: &Reading) -> bool {
 /// document; repeated metric names become value arrays.
 pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize {
     let mut documents = 0;
-    // Indexes into `readings`: the first reading of each metric in the
-    // document, and the values gathered under it.
-    let mut metrics: Vec<(usize, Vec<f64>)> = Vec::with_capacity(8);
+    let mut metrics = DocumentMetrics::default();
     let mut group_start = 0;
     for (index, reading) in readings.iter().enumerate() {
         let starts_new_group = index > 0 && !same_document(&readings[group_start], reading);
@@ -31,26 +29,66 @@ pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize
             documents += 1;
             group_start = index;
         }
-        match metrics
-            .iter_mut()
-            .find(|(first, _)| readings[*first].metric == reading.metric)
-        {
-            Some((_, values)) if values.len() < MAX_VALUES_PER_METRIC => values.push(reading.value),
+        match metrics.find(readings, &reading.metric) {
+            Some(values) if values.len() < MAX_VALUES_PER_METRIC => values.push(reading.value),
             found => {
                 if found.is_some() || metrics.len() == MAX_METRICS_PER_DOCUMENT {
                     write_document(namespace, readings, group_start, &mut metrics, out);
                     documents += 1;
                     group_start = index;
                 }
-                metrics.push((index, vec![reading.value]));
+                metrics.push(index, reading.value);
             }
         }
     }
-    if !metrics.is_empty() {
+    if metrics.len() > 0 {
         write_document(namespace, readings, group_start, &mut metrics, out);
         documents += 1;
     }
     documents
+}
+
+/// The metrics of the document being gathered: the index of each metric's
+/// first reading and the values gathered under it. Value lists are kept
+/// from one document to the next, so a batch allocates them once rather
+/// than once per document.
+#[derive(Default)]
+struct DocumentMetrics {
+    slots: Vec<(usize, Vec<f64>)>,
+    len: usize,
+}
+
+impl DocumentMetrics {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn in_use(&self) -> &[(usize, Vec<f64>)] {
+        &self.slots[..self.len]
+    }
+
+    /// The values gathered under `metric`, if it is in the document.
+    fn find(&mut self, readings: &[Reading], metric: &str) -> Option<&mut Vec<f64>> {
+        self.slots[..self.len]
+            .iter_mut()
+            .find(|(first, _)| readings[*first].metric == metric)
+            .map(|(_, values)| values)
+    }
+
+    fn push(&mut self, first: usize, value: f64) {
+        if self.len == self.slots.len() {
+            self.slots.push((first, Vec::with_capacity(1)));
+        }
+        let (slot_first, values) = &mut self.slots[self.len];
+        *slot_first = first;
+        values.clear();
+        values.push(value);
+        self.len += 1;
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
 }
 
 /// The pipeline's own health as one EMF document: readings accepted and
@@ -98,7 +136,7 @@ fn write_document(
     namespace: &str,
     readings: &[Reading],
     group_start: usize,
-    metrics: &mut Vec<(usize, Vec<f64>)>,
+    metrics: &mut DocumentMetrics,
     out: &mut Vec<u8>,
 ) {
     let head = &readings[group_start];
@@ -112,7 +150,7 @@ fn write_document(
         write_str(out, name);
     }
     out.extend_from_slice(b"]],\"Metrics\":[");
-    for (position, (first, _)) in metrics.iter().enumerate() {
+    for (position, (first, _)) in metrics.in_use().iter().enumerate() {
         let reading = &readings[*first];
         if position > 0 {
             out.push(b',');
@@ -137,7 +175,7 @@ fn write_document(
         out.push(b':');
         write_str(out, value);
     }
-    for (first, values) in metrics.iter() {
+    for (first, values) in metrics.in_use() {
         out.push(b',');
         write_str(out, &readings[*first].metric);
         out.push(b':');

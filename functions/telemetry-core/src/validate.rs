@@ -50,36 +50,75 @@ pub enum InvalidReading {
 }
 
 fn check_name(what: &'static str, value: &str, limit: usize) -> Result<(), InvalidReading> {
+    // Nearly every name is printable ASCII: then the only blank character
+    // is ' ', there are no control characters, and bytes are characters.
+    if printable_ascii(value.as_bytes()) {
+        if value.bytes().all(|byte| byte == b' ') {
+            return Err(InvalidReading::EmptyName {
+                what,
+                value: value.to_owned(),
+            });
+        }
+        if value.len() > limit {
+            return Err(too_long(what, value, value.len(), limit));
+        }
+        return Ok(());
+    }
     if value.trim().is_empty() {
         return Err(InvalidReading::EmptyName {
             what,
             value: value.to_owned(),
         });
     }
-    // ASCII (nearly every name) is checked byte-wise, which vectorises.
-    let (chars, has_control) = if value.is_ascii() {
-        (
-            value.len(),
-            value.bytes().any(|byte| byte < 0x20 || byte == 0x7f),
-        )
-    } else {
-        (value.chars().count(), value.chars().any(char::is_control))
-    };
+    let chars = value.chars().count();
     if chars > limit {
-        return Err(InvalidReading::TooLong {
-            what,
-            value: value.chars().take(40).collect::<String>() + "...",
-            chars,
-            limit,
-        });
+        return Err(too_long(what, value, chars, limit));
     }
-    if has_control {
+    if value.chars().any(char::is_control) {
         return Err(InvalidReading::ControlCharacter {
             what,
             value: value.to_owned(),
         });
     }
     Ok(())
+}
+
+fn too_long(what: &'static str, value: &str, chars: usize, limit: usize) -> InvalidReading {
+    InvalidReading::TooLong {
+        what,
+        value: value.chars().take(40).collect::<String>() + "...",
+        chars,
+        limit,
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether every byte is in 0x20..=0x7e, eight bytes at a time (the last
+/// word overlaps the one before it rather than ending byte by byte).
+fn printable_ascii(bytes: &[u8]) -> bool {
+    if bytes.len() < 8 {
+        return bytes.iter().all(|byte| (0x20..0x7f).contains(byte));
+    }
+    let word_at =
+        |pos: usize| u64::from_le_bytes(bytes[pos..pos + 8].try_into().unwrap_or_default());
+    let mut unprintable = 0;
+    let mut pos = 0;
+    while pos + 8 < bytes.len() {
+        unprintable |= unprintable_bytes(word_at(pos));
+        pos += 8;
+    }
+    unprintable |= unprintable_bytes(word_at(bytes.len() - 8));
+    unprintable == 0
+}
+
+/// Non-zero when `word` holds a byte >= 0x80, < 0x20 or 0x7f. Borrows only
+/// carry upwards, so the lowest offending byte is always flagged.
+#[inline]
+fn unprintable_bytes(word: u64) -> u64 {
+    let delete = word ^ (ONES * 0x7f);
+    (word | word.wrapping_sub(ONES * 0x20) | delete.wrapping_sub(ONES) & !delete) & HIGHS
 }
 
 /// Checks one reading against CloudWatch's limits at time `now_ms`.
@@ -169,6 +208,26 @@ mod tests {
             high_resolution: false,
             message: 0,
         }
+    }
+
+    #[test]
+    fn printable_ascii_matches_a_byte_by_byte_check_for_every_byte_in_every_position() {
+        for length in 1..40 {
+            for position in 0..length {
+                for byte in 0..=255u8 {
+                    let mut bytes = vec![b'a'; length];
+                    bytes[position] = byte;
+                    assert_eq!(
+                        printable_ascii(&bytes),
+                        (0x20..=0x7e).contains(&byte),
+                        "{byte:#x} at {position} of {length}"
+                    );
+                }
+            }
+        }
+        assert!(printable_ascii(b""));
+        assert!(printable_ascii(&[b' '; 33]));
+        assert!(printable_ascii(&[b'~'; 33]));
     }
 
     #[test]
