@@ -32,7 +32,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn new(message: &RawMessage<'_>, request_id: &str, reason: String, now_ms: i64) -> Self {
-        let (payload, payload_encoding) = encode_payload(&message.payload);
+        let (payload, payload_encoding) = encode_payload(&message.payload.bytes());
         DeadLetter {
             rejected_at: millis_to_rfc3339(now_ms),
             request_id: request_id.to_owned(),
@@ -130,7 +130,7 @@ mod tests {
         let text = RawMessage {
             source: MessageSource::Sqs,
             id: Cow::Borrowed("m-1"),
-            payload: Cow::Borrowed(b"2020-7-13 22:43:23|abc"),
+            payload: Cow::Borrowed(&b"2020-7-13 22:43:23|abc"[..]).into(),
             topic: Some(Cow::Borrowed("co2/pi")),
             received_at_ms: Some(0),
             attributes: vec![],
@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(letter.payload_encoding, "utf-8");
         assert_eq!(letter.payload_bytes(), b"2020-7-13 22:43:23|abc");
         let mut binary = text.clone();
-        binary.payload = Cow::Borrowed(&[0xff, 0x00, 0x10]);
+        binary.payload = Cow::Borrowed(&[0xff, 0x00, 0x10][..]).into();
         let letter = DeadLetter::new(&binary, "req", "bad".into(), 0);
         assert_eq!(letter.payload_encoding, "base64");
         assert_eq!(letter.payload_bytes(), vec![0xff, 0x00, 0x10]);

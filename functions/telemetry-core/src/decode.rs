@@ -9,7 +9,7 @@ use base64::Engine;
 use compact_str::CompactString;
 use serde_json::value::RawValue;
 
-use crate::envelope::RawMessage;
+use crate::envelope::{Payload, RawMessage};
 use crate::mapping::{
     unknown_unit_message, FieldSource, Mapping, Mappings, MetricRule, NameSource, PayloadFormat,
     UnitSource,
@@ -110,7 +110,18 @@ pub fn decode_message(
         now_ms,
         index,
     };
-    match decode_bytes(mappings, &message.payload, &context, out, true) {
+    // An SQS body left escaped is read in place when it is a flat object.
+    let in_place = match &message.payload {
+        Payload::Escaped(text) if !wants_text(mappings.select(context.topic.as_deref())) => {
+            ObjectFields::from_escaped_json(text.raw())
+        }
+        _ => None,
+    };
+    let decoded = match in_place {
+        Some(fields) => decode_object_payload(mappings, &fields, &context, out, true),
+        None => decode_bytes(mappings, &message.payload.bytes(), &context, out, true),
+    };
+    match decoded {
         Ok(()) => Ok(out.len() - start),
         Err(error) => {
             out.truncate(start);
@@ -128,10 +139,7 @@ fn decode_bytes(
 ) -> Result<(), DecodeError> {
     let trimmed = payload.trim_ascii();
     let envelope_mapping = mappings.select(context.topic.as_deref());
-    let wants_text = matches!(
-        envelope_mapping.map(|m| m.format),
-        Some(PayloadFormat::Delimited(_))
-    );
+    let wants_text = wants_text(envelope_mapping);
     match trimmed.first() {
         None => Err(DecodeError::Empty),
         Some(b'{') if !wants_text => {
@@ -158,6 +166,12 @@ fn decode_bytes(
             decode_text(envelope_mapping, text, context, out)
         }
     }
+}
+
+/// Whether a payload under this mapping is read as delimited text even
+/// when it looks like JSON.
+fn wants_text(mapping: Option<&Mapping>) -> bool {
+    matches!(mapping.map(|m| m.format), Some(PayloadFormat::Delimited(_)))
 }
 
 /// Pulls the rule's metadata fields out of an object, unwraps a base64
@@ -295,7 +309,7 @@ pub fn for_each_record(
         now_ms,
         index: 0,
     };
-    records_of(&message.payload, format, &context, visit, true)
+    records_of(&message.payload.bytes(), format, &context, visit, true)
 }
 
 fn records_of(

@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::json_scan::{Scan, Scanner, Unusual};
+use crate::json_scan::{escaped_object_starts_with_key, Scan, Scanner, Unusual};
 use crate::text::{Text, TextPairs};
 use crate::timestamp::TimestampFormat;
 
@@ -84,7 +84,7 @@ pub struct RawMessage<'a> {
     /// Pub/Sub message id, ...); for IoT rule events, the position in the event.
     pub id: Cow<'a, str>,
     /// What the device sent (for IoT rule events: the rule's SELECT output).
-    pub payload: Cow<'a, [u8]>,
+    pub payload: Payload<'a>,
     pub topic: Option<Cow<'a, str>>,
     /// When the source received it, in epoch milliseconds.
     pub received_at_ms: Option<i64>,
@@ -95,12 +95,59 @@ pub struct RawMessage<'a> {
     pub problem: Option<String>,
 }
 
+/// What a device sent, as its envelope carries it.
+#[derive(Debug, Clone)]
+pub enum Payload<'a> {
+    Bytes(Cow<'a, [u8]>),
+    /// The text of the JSON string that holds it, as an SQS body sits in
+    /// its event: the decoder reads a flat object in place, anything else
+    /// is unescaped when it is needed.
+    Escaped(EscapedText<'a>),
+}
+
+/// The content of a JSON string whose only escapes are one-character ones
+/// (`\"`, `\n`, ...), checked by the scanner: it always unescapes.
+#[derive(Debug, Clone, Copy)]
+pub struct EscapedText<'a>(&'a str);
+
+impl<'a> EscapedText<'a> {
+    pub fn raw(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'a> Payload<'a> {
+    /// The payload's bytes, unescaped if need be.
+    pub fn bytes(&self) -> Cow<'_, [u8]> {
+        match self {
+            Payload::Bytes(bytes) => Cow::Borrowed(bytes),
+            // The scanner checked every escape, so unescaping cannot fail;
+            // were it to, the raw text is still the message's content.
+            Payload::Escaped(text) => Cow::Owned(
+                crate::json_scan::unescape(text.0)
+                    .map(String::into_bytes)
+                    .unwrap_or_else(|Unusual| text.0.as_bytes().to_vec()),
+            ),
+        }
+    }
+
+    pub fn into_owned(self) -> Payload<'static> {
+        Payload::Bytes(Cow::Owned(self.bytes().into_owned()))
+    }
+}
+
+impl<'a> From<Cow<'a, [u8]>> for Payload<'a> {
+    fn from(bytes: Cow<'a, [u8]>) -> Self {
+        Payload::Bytes(bytes)
+    }
+}
+
 impl<'a> RawMessage<'a> {
-    fn new(source: MessageSource, id: Cow<'a, str>, payload: Cow<'a, [u8]>) -> Self {
+    fn new(source: MessageSource, id: Cow<'a, str>, payload: impl Into<Payload<'a>>) -> Self {
         RawMessage {
             source,
             id,
-            payload,
+            payload: payload.into(),
             topic: None,
             received_at_ms: None,
             attributes: Vec::new(),
@@ -119,7 +166,7 @@ impl<'a> RawMessage<'a> {
         RawMessage {
             source: self.source,
             id: Cow::Owned(self.id.into_owned()),
-            payload: Cow::Owned(self.payload.into_owned()),
+            payload: self.payload.into_owned(),
             topic: self.topic.map(|topic| Cow::Owned(topic.into_owned())),
             received_at_ms: self.received_at_ms,
             attributes: self
@@ -463,7 +510,7 @@ fn scan_sqs_record<'a>(scanner: &mut Scanner<'a>) -> Scan<RawMessage<'a>> {
         // (duplicates too: serde refuses them).
         match key.raw().ok_or(Unusual)? {
             "messageId" if id.is_none() => id = Some(scanner.string_value()?),
-            "body" if body.is_none() => body = Some(scanner.string_value()?),
+            "body" if body.is_none() => body = Some(scanner.string()?),
             "eventSource" if !is_sqs => {
                 if scanner.string()?.raw() != Some("aws:sqs") {
                     return Err(Unusual);
@@ -481,10 +528,23 @@ fn scan_sqs_record<'a>(scanner: &mut Scanner<'a>) -> Scan<RawMessage<'a>> {
     if !is_sqs {
         return Err(Unusual);
     }
+    let id = id.unwrap_or_default();
+    let sent_timestamp = sent_timestamp.flatten();
+    // An escaped body is left as it is for the decoder to read in place,
+    // unless it is an SNS notification to unwrap here.
+    if let Some(text) = body.and_then(|body| body.simply_escaped()) {
+        if !escaped_object_starts_with_key(text, "Type") {
+            let mut message =
+                RawMessage::new(MessageSource::Sqs, id, Payload::Escaped(EscapedText(text)));
+            message.received_at_ms = sent_at_ms(sent_timestamp.as_deref());
+            return Ok(message);
+        }
+    }
+    let body = body.map(|body| body.value()).transpose()?;
     Ok(sqs_message_of(
-        id.unwrap_or_default(),
+        id,
         body.unwrap_or_default(),
-        sent_timestamp.flatten().as_deref(),
+        sent_timestamp.as_deref(),
     ))
 }
 
@@ -672,7 +732,7 @@ fn sqs_message_of<'a>(
     body: Cow<'a, str>,
     sent_timestamp: Option<&str>,
 ) -> RawMessage<'a> {
-    let sent_at = sent_timestamp.and_then(|sent| sent.parse::<i64>().ok());
+    let sent_at = sent_at_ms(sent_timestamp);
     // SNS -> SQS without raw message delivery wraps the message in a notification.
     if looks_like_sns_notification(&body) {
         if let Ok(notification) = serde_json::from_str::<SnsNotification<'_>>(&body) {
@@ -688,6 +748,10 @@ fn sqs_message_of<'a>(
     let mut message = RawMessage::new(MessageSource::Sqs, id, cow_bytes(body));
     message.received_at_ms = sent_at;
     message
+}
+
+fn sent_at_ms(sent_timestamp: Option<&str>) -> Option<i64> {
+    sent_timestamp.and_then(|sent| sent.parse().ok())
 }
 
 /// SNS writes `Type` first in its JSON; checking the first key keeps the
@@ -761,7 +825,7 @@ fn kinesis_message(record: Record<'_>) -> RawMessage<'_> {
 }
 
 fn broken(source: MessageSource, id: &'static str, why: &str) -> RawMessage<'static> {
-    let mut message = RawMessage::new(source, Cow::Borrowed(id), Cow::Borrowed(b""));
+    let mut message = RawMessage::new(source, Cow::Borrowed(id), Cow::Borrowed(&b""[..]));
     message.problem = Some(why.to_owned());
     message
 }
@@ -933,8 +997,19 @@ mod tests {
         };
         let serde = parse_object_with_serde(event)
             .unwrap_or_else(|error| panic!("{name}: scanner accepted what serde refuses: {error}"));
-        assert_eq!(format!("{scanned:?}"), format!("{serde:?}"), "{name}");
+        assert_eq!(as_read(scanned), as_read(serde), "{name}");
         true
+    }
+
+    /// The envelope as the decoder sees it: a payload left escaped reads
+    /// as its unescaped bytes.
+    fn as_read(envelope: Envelope<'_>) -> String {
+        let messages: Vec<RawMessage<'static>> = envelope
+            .messages
+            .into_iter()
+            .map(RawMessage::into_owned)
+            .collect();
+        format!("{:?} {messages:?} {:?}", envelope.kind, envelope.http)
     }
 
     #[test]
@@ -989,6 +1064,6 @@ mod tests {
         );
         let envelope = scan_sqs_batch(&event).unwrap();
         assert_eq!(envelope.messages[0].received_at_ms, Some(1_645_938_062_000));
-        assert_eq!(&*envelope.messages[0].payload, b"{}");
+        assert_eq!(&*envelope.messages[0].payload.bytes(), b"{}");
     }
 }

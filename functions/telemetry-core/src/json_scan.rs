@@ -25,21 +25,37 @@ const MAX_DEPTH: usize = 100;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct JsonStr<'a> {
     raw: &'a str,
-    escaped: bool,
+    escapes: Escapes,
+}
+
+/// Which escapes a JSON string has, in increasing order of trouble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Escapes {
+    None,
+    /// Only one-character escapes (`\"`, `\n`, ...).
+    Simple,
+    /// Some `\uXXXX` too, which may pair up as surrogates or fail to.
+    Unicode,
 }
 
 impl<'a> JsonStr<'a> {
     /// The raw text, for comparing with keys that have no escapes.
     pub fn raw(&self) -> Option<&'a str> {
-        (!self.escaped).then_some(self.raw)
+        (self.escapes == Escapes::None).then_some(self.raw)
+    }
+
+    /// The raw text when its only escapes are one-character ones, which
+    /// cannot fail to decode: such a string may be kept as it is and
+    /// unescaped later, or read in place by [`EscapedObject`].
+    pub fn simply_escaped(&self) -> Option<&'a str> {
+        (self.escapes == Escapes::Simple).then_some(self.raw)
     }
 
     /// The string's value: borrowed unless it has escapes.
     pub fn value(&self) -> Scan<Cow<'a, str>> {
-        if self.escaped {
-            unescape(self.raw).map(Cow::Owned)
-        } else {
-            Ok(Cow::Borrowed(self.raw))
+        match self.escapes {
+            Escapes::None => Ok(Cow::Borrowed(self.raw)),
+            Escapes::Simple | Escapes::Unicode => unescape(self.raw).map(Cow::Owned),
         }
     }
 }
@@ -136,7 +152,7 @@ impl<'a> Scanner<'a> {
     pub fn string(&mut self) -> Scan<JsonStr<'a>> {
         self.expect(b'"')?;
         let start = self.pos;
-        let mut escaped = false;
+        let mut escapes = Escapes::None;
         loop {
             // Searching the whole remaining input, not just the string, lets
             // every string end inside an 8-byte word: no byte-wise tail.
@@ -144,10 +160,13 @@ impl<'a> Scanner<'a> {
             match self.bytes[self.pos] {
                 b'"' => break,
                 b'\\' => {
-                    escaped = true;
                     self.pos += match self.bytes.get(self.pos + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => 2,
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            escapes = escapes.max(Escapes::Simple);
+                            2
+                        }
                         Some(b'u') => {
+                            escapes = Escapes::Unicode;
                             let hex = self.bytes.get(self.pos + 2..self.pos + 6).ok_or(Unusual)?;
                             if !hex.iter().all(u8::is_ascii_hexdigit) {
                                 return Err(Unusual);
@@ -163,7 +182,7 @@ impl<'a> Scanner<'a> {
         }
         let raw = &self.text[start..self.pos];
         self.pos += 1;
-        Ok(JsonStr { raw, escaped })
+        Ok(JsonStr { raw, escapes })
     }
 
     /// A string value, unescaped in the same pass that finds its end
@@ -297,8 +316,186 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// What [`crate::payload::ObjectFields`] needs to read a flat object: from
+/// JSON text ([`Scanner`]) or from the text of a JSON string that holds it
+/// ([`EscapedScanner`]).
+pub(crate) trait ObjectReader<'a> {
+    fn expect(&mut self, byte: u8) -> Scan<()>;
+    /// The next significant byte, not consumed.
+    fn peek(&mut self) -> Option<u8>;
+    /// As [`Scanner::next_key`], with the key's value.
+    fn next_key(&mut self, first: &mut bool) -> Scan<Option<Cow<'a, str>>>;
+    fn string_value(&mut self) -> Scan<Cow<'a, str>>;
+    /// An object's or array's text.
+    fn nested_value(&mut self) -> Scan<&'a str>;
+    fn literal(&mut self) -> Scan<&'static str>;
+    fn number(&mut self) -> Scan<&'a str>;
+    fn finish(&mut self) -> Scan<()>;
+}
+
+impl<'a> ObjectReader<'a> for Scanner<'a> {
+    #[inline]
+    fn expect(&mut self, byte: u8) -> Scan<()> {
+        Scanner::expect(self, byte)
+    }
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        Scanner::peek(self)
+    }
+    #[inline]
+    fn next_key(&mut self, first: &mut bool) -> Scan<Option<Cow<'a, str>>> {
+        Scanner::next_key(self, first)?
+            .map(|key| key.value())
+            .transpose()
+    }
+    #[inline]
+    fn string_value(&mut self) -> Scan<Cow<'a, str>> {
+        Scanner::string_value(self)
+    }
+    fn nested_value(&mut self) -> Scan<&'a str> {
+        self.value_text()
+    }
+    fn literal(&mut self) -> Scan<&'static str> {
+        Scanner::literal(self)
+    }
+    fn number(&mut self) -> Scan<&'a str> {
+        Scanner::number(self)
+    }
+    fn finish(&mut self) -> Scan<()> {
+        Scanner::finish(self)
+    }
+}
+
+/// Reads an object from the text of a JSON string that holds it, as an SQS
+/// body sits in its event (`{\"temp\": 17.9}`), without unescaping it:
+/// the strings it returns borrow from the event. It knows the escapes such
+/// an object has when its own keys and strings have none: `\"` around them
+/// and `\n`, `\r`, `\t` between tokens. Anything else (an escape inside a
+/// key or a string, a nested value) is [`Unusual`]: the caller unescapes
+/// the text and reads it the ordinary way.
+pub(crate) struct EscapedScanner<'a> {
+    inner: Scanner<'a>,
+}
+
+impl<'a> EscapedScanner<'a> {
+    /// `text` must be the content of a JSON string checked by
+    /// [`Scanner::string`]: raw control characters and quotes cannot occur.
+    pub fn new(text: &'a str) -> Self {
+        EscapedScanner {
+            inner: Scanner::new(text),
+        }
+    }
+
+    #[inline]
+    fn skip_whitespace(&mut self) {
+        let scanner = &mut self.inner;
+        loop {
+            match scanner.bytes.get(scanner.pos) {
+                Some(b' ') => scanner.pos += 1,
+                Some(b'\\')
+                    if matches!(scanner.bytes.get(scanner.pos + 1), Some(b'n' | b'r' | b't')) =>
+                {
+                    scanner.pos += 2
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// The text up to the closing `\"` of a string whose opening one has
+    /// been read.
+    #[inline]
+    fn string(&mut self) -> Scan<&'a str> {
+        let scanner = &mut self.inner;
+        let start = scanner.pos;
+        let end = next_special(scanner.bytes, start).ok_or(Unusual)?;
+        if scanner.bytes[end] != b'\\' || scanner.bytes.get(end + 1) != Some(&b'"') {
+            return Err(Unusual);
+        }
+        scanner.pos = end + 2;
+        Ok(&scanner.text[start..end])
+    }
+}
+
+impl<'a> ObjectReader<'a> for EscapedScanner<'a> {
+    /// `b'"'` stands for `\"`.
+    #[inline]
+    fn expect(&mut self, byte: u8) -> Scan<()> {
+        if self.peek() != Some(byte) {
+            return Err(Unusual);
+        }
+        self.inner.pos += if byte == b'"' { 2 } else { 1 };
+        Ok(())
+    }
+
+    /// `b'"'` for `\"`; `b'\\'` for any other escape.
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        let scanner = &self.inner;
+        match scanner.bytes.get(scanner.pos)? {
+            b'\\' if scanner.bytes.get(scanner.pos + 1) == Some(&b'"') => Some(b'"'),
+            &byte => Some(byte),
+        }
+    }
+
+    #[inline]
+    fn next_key(&mut self, first: &mut bool) -> Scan<Option<Cow<'a, str>>> {
+        match self.peek() {
+            Some(b'}') => {
+                self.inner.pos += 1;
+                return Ok(None);
+            }
+            Some(b',') if !*first => self.inner.pos += 1,
+            Some(b'"') if *first => {}
+            _ => return Err(Unusual),
+        }
+        *first = false;
+        self.expect(b'"')?;
+        let key = self.string()?;
+        self.expect(b':')?;
+        Ok(Some(Cow::Borrowed(key)))
+    }
+
+    #[inline]
+    fn string_value(&mut self) -> Scan<Cow<'a, str>> {
+        self.expect(b'"')?;
+        self.string().map(Cow::Borrowed)
+    }
+
+    fn nested_value(&mut self) -> Scan<&'a str> {
+        Err(Unusual)
+    }
+
+    fn literal(&mut self) -> Scan<&'static str> {
+        self.skip_whitespace();
+        self.inner.literal()
+    }
+
+    fn number(&mut self) -> Scan<&'a str> {
+        self.skip_whitespace();
+        self.inner.number()
+    }
+
+    fn finish(&mut self) -> Scan<()> {
+        self.skip_whitespace();
+        match self.inner.bytes.get(self.inner.pos) {
+            None => Ok(()),
+            Some(_) => Err(Unusual),
+        }
+    }
+}
+
+/// Whether the object held in `text` (see [`EscapedScanner`]) has `key` as
+/// its first key.
+pub(crate) fn escaped_object_starts_with_key(text: &str, key: &str) -> bool {
+    let mut scanner = EscapedScanner::new(text);
+    scanner.expect(b'{').is_ok()
+        && matches!(scanner.next_key(&mut true), Ok(Some(first)) if first == key)
+}
+
 /// The value of a string's escaped text (already checked by the scanner).
-fn unescape(raw: &str) -> Scan<String> {
+pub(crate) fn unescape(raw: &str) -> Scan<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(raw.len());
     let mut plain_from = 0;

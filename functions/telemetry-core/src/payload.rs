@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::json_scan::{Scan, Scanner, Unusual};
+use crate::json_scan::{EscapedScanner, ObjectReader, Scan, Scanner, Unusual};
 use crate::text::Text;
 
 /// One payload value.
@@ -170,27 +170,39 @@ impl<'a> ObjectFields<'a> {
     }
 
     fn scan(text: &'a str) -> Scan<Self> {
-        let mut scanner = Scanner::new(text);
-        scanner.expect(b'{')?;
+        Self::read(Scanner::new(text))
+    }
+
+    /// Reads an object from the text of the JSON string that holds it (an
+    /// SQS body as its event carries it) without unescaping it; `None` when
+    /// that text is not a plain flat object, to be unescaped and read by
+    /// [`ObjectFields::from_json`].
+    pub(crate) fn from_escaped_json(text: &'a str) -> Option<Self> {
+        Self::read(EscapedScanner::new(text)).ok()
+    }
+
+    fn read(mut reader: impl ObjectReader<'a>) -> Scan<Self> {
+        reader.expect(b'{')?;
         let mut fields = Vec::with_capacity(8);
         let mut first = true;
-        while let Some(key) = scanner.next_key(&mut first)? {
-            let field = match scanner.peek().ok_or(Unusual)? {
-                b'"' => Field::Text(scanner.string_value()?),
-                b'{' | b'[' => Field::Nested(scanner.value_text()?),
-                b't' | b'f' | b'n' => match scanner.literal()? {
+        while let Some(key) = reader.next_key(&mut first)? {
+            let field = match reader.peek().ok_or(Unusual)? {
+                b'"' => Field::Text(reader.string_value()?),
+                b'{' | b'[' => Field::Nested(reader.nested_value()?),
+                b't' | b'f' | b'n' => match reader.literal()? {
                     "true" => Field::Bool(true),
                     "false" => Field::Bool(false),
                     _ => Field::Null,
                 },
-                _ => Field::from_number_text(scanner.number()?),
+                _ => Field::from_number_text(reader.number()?),
             };
-            fields.push((key.value()?, field));
+            fields.push((key, field));
         }
-        scanner.finish()?;
+        reader.finish()?;
         Ok(ObjectFields::new(fields))
     }
 
+    /// The field under `key`, if any.
     pub fn get(&self, key: &str) -> Option<&Field<'a>> {
         if !self.signature.may_contain(key) {
             return None;
@@ -282,6 +294,59 @@ pub fn guess_delimiter(text: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An object read in place from its escaped form (an SQS body as its
+    /// event carries it) has the fields it has once unescaped; what the
+    /// in-place reader does not know is left to the ordinary path.
+    #[test]
+    fn objects_read_in_place_from_their_escaped_text_match_the_unescaped_read() {
+        let payloads = [
+            "{\n    \"timestamp\": 1645938000,\n    \"device\": \"temp-sensor-001\",\n    \"temperature\": 17.013\n}",
+            "{\n\"name\": \"cpu usage (raspberrypi-001)\",\n\"unit\": \"Percent\",\n\"value\": \"1 \",\n\"client_id\": \"raspberrypi-001\"\n}",
+            "{\"co2\":415,\"ok\":true,\"bad\":false,\"none\":null,\"t\":-1.5e-3}",
+            "\t{ \"a\" :\r\n 1 , \"b\":\"x y\" }\n",
+            "{}",
+            "{\"nested\": {\"a\": [1, 2]}, \"b\": 2}",
+            "{\"quote\": \"say \\\"hi\\\"\", \"path\": \"a/b\"}",
+            "{\"accent\": \"température\", \"é\": 1}",
+            "[{\"a\": 1}]",
+            "17.5",
+        ];
+        let mut read_in_place = 0;
+        let mut checked = 0;
+        for payload in payloads {
+            for text in
+                std::iter::once(payload.to_owned()).chain(crate::json_scan::mutations(payload, 300))
+            {
+                let quoted = serde_json::to_string(&text).unwrap();
+                let escaped = &quoted[1..quoted.len() - 1];
+                let plain = ObjectFields::from_json(text.as_bytes());
+                checked += 1;
+                match (ObjectFields::from_escaped_json(escaped), plain) {
+                    (None, _) => {}
+                    (Some(in_place), Ok(plain)) => {
+                        assert_eq!(in_place.entries(), plain.entries(), "{text:?}");
+                        read_in_place += 1;
+                    }
+                    (Some(in_place), Err(error)) => {
+                        panic!("{text:?}: read in place as {in_place:?}, refused once unescaped: {error}")
+                    }
+                }
+            }
+        }
+        // The reference shapes and harmless damage take the in-place path.
+        for payload in &payloads[..5] {
+            let quoted = serde_json::to_string(payload).unwrap();
+            assert!(
+                ObjectFields::from_escaped_json(&quoted[1..quoted.len() - 1]).is_some(),
+                "{payload:?}"
+            );
+        }
+        assert!(
+            read_in_place > 300,
+            "{read_in_place} of {checked} read in place"
+        );
+    }
 
     /// The key signature only ever skips a walk that would find nothing:
     /// `get` answers like a plain search, for keys present and absent.

@@ -192,7 +192,7 @@ impl Warehouse {
                 message.source.as_str(),
                 message.received_at_ms.unwrap_or(now_ms),
                 &rejection.reason,
-                &message.payload,
+                &message.payload.bytes(),
             ));
             dead.messages.push(rejection.message);
         }
