@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::special_bytes::{copy_until_special, next_special};
+use crate::special_bytes::{copy_until_special, next_special, SpecialMask, BLOCK};
 
 /// The input is not the plain shape this scanner reads: use the serde path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,36 +153,51 @@ impl<'a> Scanner<'a> {
         self.expect(b'"')?;
         let start = self.pos;
         let mut escapes = Escapes::None;
-        loop {
-            // Searching the whole remaining input, not just the string, lets
-            // every string end inside an 8-byte word: no byte-wise tail.
-            self.pos = next_special(self.bytes, self.pos).ok_or(Unusual)?;
-            match self.bytes[self.pos] {
-                b'"' => break,
-                b'\\' => {
-                    self.pos += match self.bytes.get(self.pos + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            escapes = escapes.max(Escapes::Simple);
-                            2
+        let mut pos = start;
+        // Block by block: every special byte of a block comes from one
+        // mask, so an escape-dense string (an SQS body) is not searched
+        // again after each escape.
+        let end = 'search: loop {
+            let Some(block) = self.bytes.get(pos..pos + BLOCK) else {
+                break self.string_end_in_tail(pos, &mut escapes)?;
+            };
+            let mut mask = SpecialMask::of(block.try_into().unwrap_or(&[0; BLOCK]));
+            while let Some(offset) = mask.first() {
+                let at = pos + offset;
+                match self.bytes[at] {
+                    b'"' => break 'search at,
+                    b'\\' => {
+                        // The escape's own second byte may be `"` or `\`.
+                        let after = at + escape_length(self.bytes, at, &mut escapes)?;
+                        if after - pos >= BLOCK {
+                            pos = after;
+                            continue 'search;
                         }
-                        Some(b'u') => {
-                            escapes = Escapes::Unicode;
-                            let hex = self.bytes.get(self.pos + 2..self.pos + 6).ok_or(Unusual)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return Err(Unusual);
-                            }
-                            6
-                        }
-                        _ => return Err(Unusual),
-                    };
+                        mask = mask.skipping_to(after - pos);
+                    }
+                    // A raw control character: not allowed inside a JSON string.
+                    _ => return Err(Unusual),
                 }
-                // A raw control character: not allowed inside a JSON string.
+            }
+            pos += BLOCK;
+        };
+        let raw = &self.text[start..end];
+        self.pos = end + 1;
+        Ok(JsonStr { raw, escapes })
+    }
+
+    /// The end of a string found from `pos` once less than a block is
+    /// left. Searching the whole remaining input, not just the string, lets
+    /// every string end inside an 8-byte word: no byte-wise tail.
+    fn string_end_in_tail(&self, mut pos: usize, escapes: &mut Escapes) -> Scan<usize> {
+        loop {
+            pos = next_special(self.bytes, pos).ok_or(Unusual)?;
+            match self.bytes[pos] {
+                b'"' => return Ok(pos),
+                b'\\' => pos += escape_length(self.bytes, pos, escapes)?,
                 _ => return Err(Unusual),
             }
         }
-        let raw = &self.text[start..self.pos];
-        self.pos += 1;
-        Ok(JsonStr { raw, escapes })
     }
 
     /// A string value, unescaped in the same pass that finds its end
@@ -313,6 +328,28 @@ impl<'a> Scanner<'a> {
             b't' | b'f' | b'n' => self.literal().map(drop),
             _ => self.number().map(drop),
         }
+    }
+}
+
+/// The length of the valid escape at `bytes[at]` (a `\\`), noting its kind.
+/// Inlined: as a call it costs as much as the check itself.
+#[inline(always)]
+fn escape_length(bytes: &[u8], at: usize, escapes: &mut Escapes) -> Scan<usize> {
+    match bytes.get(at + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+            *escapes = (*escapes).max(Escapes::Simple);
+            Ok(2)
+        }
+        Some(b'u') => {
+            *escapes = Escapes::Unicode;
+            let hex = bytes.get(at + 2..at + 6).ok_or(Unusual)?;
+            if hex.iter().all(u8::is_ascii_hexdigit) {
+                Ok(6)
+            } else {
+                Err(Unusual)
+            }
+        }
+        _ => Err(Unusual),
     }
 }
 
@@ -656,6 +693,46 @@ mod tests {
         // A lone surrogate is left to serde_json (which rejects it).
         let mut scanner = Scanner::new(r#""\ud83d x""#);
         assert_eq!(scanner.string().unwrap().value(), Err(Unusual));
+    }
+
+    /// Escapes and bad bytes at every offset from a block boundary, with
+    /// and without a block's worth of input after them: the block walk and
+    /// the tail find the same end and judge alike.
+    #[test]
+    fn strings_end_in_the_right_place_wherever_their_escapes_fall() {
+        let pieces = [
+            r#"\""#,
+            r#"\\"#,
+            r#"\n"#,
+            r#"\u00e9"#,
+            r#"\ud83d\ude00"#,
+            r#"\\\""#,
+        ];
+        for prefix in 0..40 {
+            for piece in pieces {
+                for second in ["", piece, "b"] {
+                    for (suffix, after) in [("", ""), ("", &" ".repeat(40)[..]), ("tail", "  ")] {
+                        let case =
+                            format!("\"{}{piece}{second}{suffix}\"{after}", "a".repeat(prefix));
+                        let mut scanner = Scanner::new(&case);
+                        let string = scanner.string().unwrap_or_else(|_| panic!("{case:?}"));
+                        assert_eq!(scanner.finish(), Ok(()), "{case:?}");
+                        assert_eq!(string.raw(), None, "{case:?}");
+                        assert_eq!(
+                            string.value().unwrap(),
+                            serde_json::from_str::<String>(&case).unwrap(),
+                            "{case:?}"
+                        );
+                    }
+                }
+            }
+            for bad in [r#"\x"#, "\t", "\u{1}", r#"\u12g4"#, r#"\u12"#] {
+                for after in ["", &" ".repeat(40)[..]] {
+                    let case = format!("\"{}{bad}\"{after}", "a".repeat(prefix));
+                    assert!(Scanner::new(&case).string().is_err(), "{case:?}");
+                }
+            }
+        }
     }
 
     /// The one-pass `string_value` and `string().value()` against serde_json,

@@ -3,7 +3,7 @@
 //! every x86_64 (SSE2) and aarch64 (NEON) CPU has, eight at a time
 //! elsewhere and for the last partial block.
 
-const BLOCK: usize = 16;
+pub(crate) const BLOCK: usize = 16;
 
 /// Position of the first `"`, `\` or control character at or after `pos`.
 #[inline]
@@ -38,50 +38,81 @@ pub(crate) fn copy_until_special(bytes: &[u8], mut pos: usize, out: &mut Vec<u8>
     found
 }
 
+/// The special bytes of one block as a bit mask: [`SpecialMask::BITS`]
+/// bits per byte, the block's first byte lowest. Walking one mask finds
+/// every special byte of the block without searching it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpecialMask(u64);
+
+impl SpecialMask {
+    /// x86_64's `movemask` gives one bit per byte, aarch64's narrowing
+    /// shift four.
+    const BITS: usize = if cfg!(target_arch = "aarch64") { 4 } else { 1 };
+
+    /// Offset of the first special byte left in the block.
+    #[inline]
+    pub fn first(self) -> Option<usize> {
+        (self.0 != 0).then(|| self.0.trailing_zeros() as usize / Self::BITS)
+    }
+
+    /// The mask without the bytes before `offset` (less than [`BLOCK`]).
+    #[inline]
+    pub fn skipping_to(self, offset: usize) -> Self {
+        SpecialMask(self.0 & (u64::MAX << (offset * Self::BITS)))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub fn of(block: &[u8; BLOCK]) -> Self {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned
+        // load reads exactly the 16 bytes of `block`.
+        let mask = unsafe {
+            let bytes = _mm_loadu_si128(block.as_ptr().cast());
+            // An unsigned byte is <= 0x1f exactly when min(byte, 0x1f) == byte.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1f)), bytes);
+            let quote = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+        };
+        SpecialMask(u64::from(mask))
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    pub fn of(block: &[u8; BLOCK]) -> Self {
+        use std::arch::aarch64::*;
+        // SAFETY: NEON is part of the aarch64 baseline, and the load reads
+        // exactly the 16 bytes of `block`.
+        let mask = unsafe {
+            let bytes = vld1q_u8(block.as_ptr());
+            let special = vorrq_u8(
+                vorrq_u8(
+                    vceqq_u8(bytes, vdupq_n_u8(b'"')),
+                    vceqq_u8(bytes, vdupq_n_u8(b'\\')),
+                ),
+                vcltq_u8(bytes, vdupq_n_u8(0x20)),
+            );
+            // A narrowing shift leaves four bits per byte in one 64-bit word.
+            let nibbles = vshrn_n_u16::<4>(vreinterpretq_u16_u8(special));
+            vget_lane_u64::<0>(vreinterpret_u64_u8(nibbles))
+        };
+        SpecialMask(mask)
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[inline]
+    pub fn of(block: &[u8; BLOCK]) -> Self {
+        SpecialMask(block.iter().enumerate().fold(0, |mask, (offset, &byte)| {
+            mask | (u64::from(byte == b'"' || byte == b'\\' || byte < 0x20) << offset)
+        }))
+    }
+}
+
 /// Index of the first special byte in `block`.
-#[cfg(target_arch = "x86_64")]
 #[inline]
 fn first_special_in_block(block: &[u8; BLOCK]) -> Option<usize> {
-    use std::arch::x86_64::*;
-    // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned load
-    // reads exactly the 16 bytes of `block`.
-    let mask = unsafe {
-        let bytes = _mm_loadu_si128(block.as_ptr().cast());
-        // An unsigned byte is <= 0x1f exactly when min(byte, 0x1f) == byte.
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1f)), bytes);
-        let quote = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
-    };
-    (mask != 0).then(|| mask.trailing_zeros() as usize)
-}
-
-#[cfg(target_arch = "aarch64")]
-#[inline]
-fn first_special_in_block(block: &[u8; BLOCK]) -> Option<usize> {
-    use std::arch::aarch64::*;
-    // SAFETY: NEON is part of the aarch64 baseline, and the load reads
-    // exactly the 16 bytes of `block`.
-    let mask = unsafe {
-        let bytes = vld1q_u8(block.as_ptr());
-        let special = vorrq_u8(
-            vorrq_u8(
-                vceqq_u8(bytes, vdupq_n_u8(b'"')),
-                vceqq_u8(bytes, vdupq_n_u8(b'\\')),
-            ),
-            vcltq_u8(bytes, vdupq_n_u8(0x20)),
-        );
-        // A narrowing shift leaves four bits per byte in one 64-bit word.
-        let nibbles = vshrn_n_u16::<4>(vreinterpretq_u16_u8(special));
-        vget_lane_u64::<0>(vreinterpret_u64_u8(nibbles))
-    };
-    (mask != 0).then(|| (mask.trailing_zeros() / 4) as usize)
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-#[inline]
-fn first_special_in_block(block: &[u8; BLOCK]) -> Option<usize> {
-    next_special_in_words(block, 0)
+    SpecialMask::of(block).first()
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -144,6 +175,27 @@ mod tests {
                 assert_eq!(out, bytes);
             }
         }
+    }
+
+    #[test]
+    fn a_mask_walks_every_special_byte_of_its_block_in_order() {
+        let mut block = [b'a'; BLOCK];
+        for (offset, byte) in [(0, b'"'), (3, b'\\'), (4, b'"'), (9, 0x01), (15, b'\\')] {
+            block[offset] = byte;
+        }
+        let mask = SpecialMask::of(&block);
+        let mut found = Vec::new();
+        let mut from = 0;
+        while let Some(offset) = mask.skipping_to(from).first() {
+            found.push(offset);
+            from = offset + 1;
+            if from == BLOCK {
+                break;
+            }
+        }
+        assert_eq!(found, [0, 3, 4, 9, 15]);
+        assert_eq!(mask.skipping_to(5).first(), Some(9));
+        assert_eq!(SpecialMask::of(&[b'a'; BLOCK]).first(), None);
     }
 
     #[test]
