@@ -441,7 +441,7 @@ impl<'a> EscapedScanner<'a> {
 
     /// The text up to the closing `\"` of a string whose opening one has
     /// been read.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Scan<&'a str> {
         let scanner = &mut self.inner;
         let start = scanner.pos;
