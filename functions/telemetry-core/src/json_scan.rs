@@ -523,12 +523,17 @@ impl<'a> ObjectReader<'a> for EscapedScanner<'a> {
     }
 }
 
-/// Whether the object held in `text` (see [`EscapedScanner`]) has `key` as
-/// its first key.
+/// Whether the object held in `text` (see [`EscapedScanner`]) has `key`
+/// (plain text, no escapes) as its first key: a look at its first bytes.
 pub(crate) fn escaped_object_starts_with_key(text: &str, key: &str) -> bool {
     let mut scanner = EscapedScanner::new(text);
-    scanner.expect(b'{').is_ok()
-        && matches!(scanner.next_key(&mut true), Ok(Some(first)) if first == key)
+    if scanner.expect(b'{').is_err() || scanner.peek() != Some(b'"') {
+        return false;
+    }
+    let first_key = &text.as_bytes()[scanner.inner.pos + 2..];
+    first_key
+        .strip_prefix(key.as_bytes())
+        .is_some_and(|rest| rest.starts_with(b"\\\""))
 }
 
 /// The value of a string's escaped text (already checked by the scanner).
@@ -732,6 +737,27 @@ mod tests {
                     assert!(Scanner::new(&case).string().is_err(), "{case:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn an_escaped_object_is_recognised_by_its_first_key() {
+        for (text, starts) in [
+            (r#"{\"Type\" : \"Notification\"}"#, true),
+            (r#"\n { \n\t\"Type\":1}"#, true),
+            (r#"{\"Types\": 1}"#, false),
+            (r#"{\"Typ\": 1}"#, false),
+            (r#"{\"device\": 1, \"Type\": 2}"#, false),
+            (r#"{\"\\\"Type\": 1}"#, false),
+            (r#"[{\"Type\": 1}]"#, false),
+            (r#"{\"Ty"#, false),
+            ("", false),
+        ] {
+            assert_eq!(
+                escaped_object_starts_with_key(text, "Type"),
+                starts,
+                "{text}"
+            );
         }
     }
 
