@@ -480,8 +480,9 @@ fn required<'a>(
 }
 
 fn text_value(field: &Field<'_>, source: &FieldSource) -> Result<CompactString, DecodeError> {
-    match field.as_text() {
-        Some(text) if !text.trim().is_empty() => Ok(CompactString::from(text.trim())),
+    let text = field.as_text();
+    match text.as_deref().map(str::trim) {
+        Some(trimmed) if !trimmed.is_empty() => Ok(CompactString::from(trimmed)),
         _ => Err(DecodeError::Invalid {
             field: source.to_string(),
             value: field.describe(),

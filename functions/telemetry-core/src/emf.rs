@@ -20,12 +20,13 @@ fn same_document(a: &Reading, b: &Reading) -> bool {
 /// document; repeated metric names become value arrays.
 pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize {
     let mut documents = 0;
+    let parts = DocumentParts::new(namespace);
     let mut metrics = DocumentMetrics::default();
     let mut group_start = 0;
     for (index, reading) in readings.iter().enumerate() {
         let starts_new_group = index > 0 && !same_document(&readings[group_start], reading);
         if starts_new_group {
-            write_document(namespace, readings, group_start, &mut metrics, out);
+            write_document(&parts, readings, group_start, &mut metrics, out);
             documents += 1;
             group_start = index;
         }
@@ -33,7 +34,7 @@ pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize
             Some(values) if values.len() < MAX_VALUES_PER_METRIC => values.push(reading.value),
             found => {
                 if found.is_some() || metrics.len() == MAX_METRICS_PER_DOCUMENT {
-                    write_document(namespace, readings, group_start, &mut metrics, out);
+                    write_document(&parts, readings, group_start, &mut metrics, out);
                     documents += 1;
                     group_start = index;
                 }
@@ -42,7 +43,7 @@ pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize
         }
     }
     if metrics.len() > 0 {
-        write_document(namespace, readings, group_start, &mut metrics, out);
+        write_document(&parts, readings, group_start, &mut metrics, out);
         documents += 1;
     }
     documents
@@ -54,8 +55,17 @@ pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize
 /// than once per document.
 #[derive(Default)]
 struct DocumentMetrics {
-    slots: Vec<(usize, Vec<f64>)>,
+    slots: Vec<MetricSlot>,
     len: usize,
+}
+
+#[derive(Default)]
+struct MetricSlot {
+    first: usize,
+    values: Vec<f64>,
+    /// Where the metric's name was written as JSON in the output, to be
+    /// copied rather than escaped again when it is written a second time.
+    name_json: std::ops::Range<usize>,
 }
 
 impl DocumentMetrics {
@@ -63,31 +73,53 @@ impl DocumentMetrics {
         self.len
     }
 
-    fn in_use(&self) -> &[(usize, Vec<f64>)] {
-        &self.slots[..self.len]
+    fn in_use(&mut self) -> &mut [MetricSlot] {
+        &mut self.slots[..self.len]
     }
 
     /// The values gathered under `metric`, if it is in the document.
     fn find(&mut self, readings: &[Reading], metric: &str) -> Option<&mut Vec<f64>> {
         self.slots[..self.len]
             .iter_mut()
-            .find(|(first, _)| readings[*first].metric == metric)
-            .map(|(_, values)| values)
+            .find(|slot| readings[slot.first].metric == metric)
+            .map(|slot| &mut slot.values)
     }
 
     fn push(&mut self, first: usize, value: f64) {
         if self.len == self.slots.len() {
-            self.slots.push((first, Vec::with_capacity(1)));
+            self.slots.push(MetricSlot::default());
         }
-        let (slot_first, values) = &mut self.slots[self.len];
-        *slot_first = first;
-        values.clear();
-        values.push(value);
+        let slot = &mut self.slots[self.len];
+        slot.first = first;
+        slot.values.clear();
+        slot.values.push(value);
         self.len += 1;
     }
 
     fn clear(&mut self) {
         self.len = 0;
+    }
+}
+
+/// The parts of every document that depend only on the namespace, written
+/// as JSON once per batch.
+struct DocumentParts {
+    /// From after the timestamp to the `device` dimension's name.
+    head: Vec<u8>,
+    /// `"device":`
+    device_key: Vec<u8>,
+}
+
+impl DocumentParts {
+    fn new(namespace: &str) -> Self {
+        let mut head = b",\"CloudWatchMetrics\":[{\"Namespace\":".to_vec();
+        write_str(&mut head, namespace);
+        head.extend_from_slice(b",\"Dimensions\":[[");
+        write_str(&mut head, DEVICE_DIMENSION);
+        let mut device_key = Vec::new();
+        write_str(&mut device_key, DEVICE_DIMENSION);
+        device_key.push(b':');
+        DocumentParts { head, device_key }
     }
 }
 
@@ -133,7 +165,7 @@ pub fn encode_pipeline_counts(
 }
 
 fn write_document(
-    namespace: &str,
+    parts: &DocumentParts,
     readings: &[Reading],
     group_start: usize,
     metrics: &mut DocumentMetrics,
@@ -142,21 +174,21 @@ fn write_document(
     let head = &readings[group_start];
     out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
     write_i64(out, head.timestamp_ms);
-    out.extend_from_slice(b",\"CloudWatchMetrics\":[{\"Namespace\":");
-    write_str(out, namespace);
-    out.extend_from_slice(b",\"Dimensions\":[[\"device\"");
+    out.extend_from_slice(&parts.head);
     for (name, _) in &head.dimensions {
         out.push(b',');
         write_str(out, name);
     }
     out.extend_from_slice(b"]],\"Metrics\":[");
-    for (position, (first, _)) in metrics.in_use().iter().enumerate() {
-        let reading = &readings[*first];
+    for (position, slot) in metrics.in_use().iter_mut().enumerate() {
+        let reading = &readings[slot.first];
         if position > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"Name\":");
+        let name_start = out.len();
         write_str(out, &reading.metric);
+        slot.name_json = name_start..out.len();
         out.extend_from_slice(b",\"Unit\":\"");
         out.extend_from_slice(reading.unit.as_str().as_bytes());
         out.push(b'"');
@@ -166,8 +198,7 @@ fn write_document(
         out.push(b'}');
     }
     out.extend_from_slice(b"]}]},");
-    write_str(out, DEVICE_DIMENSION);
-    out.push(b':');
+    out.extend_from_slice(&parts.device_key);
     write_str(out, &head.device);
     for (name, value) in &head.dimensions {
         out.push(b',');
@@ -175,15 +206,15 @@ fn write_document(
         out.push(b':');
         write_str(out, value);
     }
-    for (first, values) in metrics.in_use() {
+    for slot in metrics.in_use() {
         out.push(b',');
-        write_str(out, &readings[*first].metric);
+        out.extend_from_within(slot.name_json.clone());
         out.push(b':');
-        if let [single] = values.as_slice() {
+        if let [single] = slot.values.as_slice() {
             write_f64(out, *single);
         } else {
             out.push(b'[');
-            for (position, value) in values.iter().enumerate() {
+            for (position, value) in slot.values.iter().enumerate() {
                 if position > 0 {
                     out.push(b',');
                 }
@@ -241,6 +272,26 @@ mod tests {
                 "device": "pi \"1\"", "site": "lab", "cpu usage (pi)": 42.0
             })
         );
+    }
+
+    #[test]
+    fn names_needing_escapes_read_back_alike_in_the_header_and_as_keys() {
+        let readings = vec![
+            reading("d\\1", "temp \"c\"\n", 1.5, 1_000),
+            reading("d\\1", "ü", 2.5, 1_000),
+        ];
+        let mut out = Vec::new();
+        assert_eq!(encode("IoT/\"T\"", &readings, &mut out), 1);
+        let doc = &lines(&out)[0];
+        let header = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(header["Namespace"], "IoT/\"T\"");
+        assert_eq!(header["Dimensions"], json!([["device"]]));
+        assert_eq!(doc["device"], "d\\1");
+        for (position, (name, value)) in [("temp \"c\"\n", 1.5), ("ü", 2.5)].into_iter().enumerate()
+        {
+            assert_eq!(header["Metrics"][position]["Name"], name);
+            assert_eq!(doc[name], value);
+        }
     }
 
     #[test]
