@@ -41,6 +41,10 @@ pub trait DeadLetterSink: Send + Sync {
     async fn write(&self, letters: &[DeadLetter]) -> Result<String, DeadLetterError>;
 }
 
+/// The EMF buffer capacity kept between invocations: a full SQS batch of
+/// single-reading messages (about 2.5 MB of EMF).
+const EMF_BUFFER_KEPT: usize = 4 << 20;
+
 /// EMF lines to a writer (stdout in Lambda), one write per batch.
 pub struct EmfSink {
     namespace: String,
@@ -79,8 +83,12 @@ impl MetricsSink for EmfSink {
         };
         let written = writer.write_all(&buffer).and_then(|()| writer.flush());
         // Keep a batch's worth of capacity, not the largest batch ever seen.
-        if buffer.capacity() > 4 << 20 {
-            *buffer = Vec::new();
+        // Shrinking rather than dropping: a batch that outgrew the limit
+        // (10,000 readings with long names reach it by doubling) would
+        // otherwise grow its buffer again, on fresh pages, every time.
+        if buffer.capacity() > EMF_BUFFER_KEPT {
+            buffer.clear();
+            buffer.shrink_to(EMF_BUFFER_KEPT);
         }
         match written {
             Ok(()) => Delivery::default(),
@@ -129,5 +137,42 @@ impl DeadLetterSink for LocalDeadLetters {
                 destination: self.directory.display().to_string(),
                 reason: error.to_string(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::Unit;
+
+    fn readings(count: usize) -> Vec<Reading> {
+        (0..count)
+            .map(|index| Reading {
+                device: format!("raspberrypi-{:03}", index % 100).into(),
+                metric: format!("cpu usage (raspberrypi-{:03})", index % 100).into(),
+                value: index as f64,
+                unit: Unit::Percent,
+                timestamp_ms: 1_645_938_062_000,
+                dimensions: vec![],
+                high_resolution: false,
+                message: index as u32,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_emf_buffer_keeps_a_full_batch_of_capacity_between_invocations() {
+        let sink = EmfSink::new("IoT/Telemetry", Box::new(std::io::sink()));
+        let capacity = || sink.buffer.lock().unwrap().capacity();
+        // More than the kept capacity: shrunk to it, not dropped.
+        assert!(sink.send(&readings(30_000)).await.error.is_none());
+        let kept = capacity();
+        assert!(
+            (EMF_BUFFER_KEPT..2 * EMF_BUFFER_KEPT).contains(&kept),
+            "{kept}"
+        );
+        // A full batch then fits without growing.
+        assert!(sink.send(&readings(10_000)).await.error.is_none());
+        assert_eq!(capacity(), kept);
     }
 }
