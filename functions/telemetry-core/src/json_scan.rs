@@ -152,6 +152,28 @@ impl<'a> Scanner<'a> {
     pub fn string(&mut self) -> Scan<JsonStr<'a>> {
         self.expect(b'"')?;
         let start = self.pos;
+        // Most strings (keys, ids) end within their first block with no
+        // escape: that case is small enough to inline where it is used.
+        if let Some(block) = self.bytes.get(start..start + BLOCK) {
+            let block = block.try_into().unwrap_or(&[0; BLOCK]);
+            if let Some(offset) = SpecialMask::of(block).first() {
+                if block[offset] == b'"' {
+                    let end = start + offset;
+                    self.pos = end + 1;
+                    return Ok(JsonStr {
+                        raw: &self.text[start..end],
+                        escapes: Escapes::None,
+                    });
+                }
+            }
+        }
+        self.string_from(start)
+    }
+
+    /// [`Scanner::string`] from its opening quote at `start - 1`, whatever
+    /// its length and escapes.
+    #[inline(never)]
+    fn string_from(&mut self, start: usize) -> Scan<JsonStr<'a>> {
         let mut escapes = Escapes::None;
         let mut pos = start;
         // Block by block: every special byte of a block comes from one
