@@ -152,19 +152,22 @@ impl<'a> Scanner<'a> {
     pub fn string(&mut self) -> Scan<JsonStr<'a>> {
         self.expect(b'"')?;
         let start = self.pos;
-        // Most strings (keys, ids) end within their first block with no
-        // escape: that case is small enough to inline where it is used.
-        if let Some(block) = self.bytes.get(start..start + BLOCK) {
+        // Most strings (keys, ids, ARNs) have no escape: that case is small
+        // enough to inline where it is used.
+        let mut pos = start;
+        while let Some(block) = self.bytes.get(pos..pos + BLOCK) {
             let block = block.try_into().unwrap_or(&[0; BLOCK]);
-            if let Some(offset) = SpecialMask::of(block).first() {
-                if block[offset] == b'"' {
-                    let end = start + offset;
+            match SpecialMask::of(block).first() {
+                None => pos += BLOCK,
+                Some(offset) if block[offset] == b'"' => {
+                    let end = pos + offset;
                     self.pos = end + 1;
                     return Ok(JsonStr {
                         raw: &self.text[start..end],
                         escapes: Escapes::None,
                     });
                 }
+                Some(_) => break,
             }
         }
         self.string_from(start)
