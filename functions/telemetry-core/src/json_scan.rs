@@ -230,8 +230,9 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string value, unescaped in the same pass that finds its end
-    /// (borrowed when it has no escapes). An escaped SQS body is read once
-    /// here rather than scanned and then unescaped.
+    /// (borrowed when it has no escapes), for values that are kept: ids,
+    /// timestamps, a payload's strings. (SQS bodies are not unescaped at all
+    /// when they can be read in place: see [`EscapedScanner`].)
     #[inline]
     pub fn string_value(&mut self) -> Scan<Cow<'a, str>> {
         self.expect(b'"')?;
@@ -242,10 +243,8 @@ impl<'a> Scanner<'a> {
             self.pos += 1;
             return Ok(Cow::Borrowed(value));
         }
-        // The first escape comes early in an escaped JSON body ({\"...), so
-        // the distance to it says nothing of the length: start with room
-        // for a typical device message rather than growing three times.
-        let mut out = Vec::with_capacity((self.pos - start + 64).max(256));
+        // Escapes in kept values are rare; room for a few of them.
+        let mut out = Vec::with_capacity(self.pos - start + 64);
         out.extend_from_slice(&self.bytes[start..self.pos]);
         loop {
             match self.bytes[self.pos] {
