@@ -46,7 +46,7 @@ impl<'a> JsonStr<'a> {
 
     /// The raw text when its only escapes are one-character ones, which
     /// cannot fail to decode: such a string may be kept as it is and
-    /// unescaped later, or read in place by [`EscapedObject`].
+    /// unescaped later, or read in place by [`EscapedScanner`].
     pub fn simply_escaped(&self) -> Option<&'a str> {
         (self.escapes == Escapes::Simple).then_some(self.raw)
     }
@@ -174,15 +174,15 @@ impl<'a> Scanner<'a> {
                 Some(_) => break,
             }
         }
-        self.string_from(start)
+        self.string_from(start, pos)
     }
 
-    /// [`Scanner::string`] from its opening quote at `start - 1`, whatever
-    /// its length and escapes.
+    /// [`Scanner::string`] of the string that starts at `start`, from the
+    /// block at `pos` on (the blocks before it have no special byte),
+    /// whatever its length and escapes.
     #[inline(never)]
-    fn string_from(&mut self, start: usize) -> Scan<JsonStr<'a>> {
+    fn string_from(&mut self, start: usize, mut pos: usize) -> Scan<JsonStr<'a>> {
         let mut escapes = Escapes::None;
-        let mut pos = start;
         // Block by block: every special byte of a block comes from one
         // mask, so an escape-dense string (an SQS body) is not searched
         // again after each escape.
@@ -369,7 +369,7 @@ impl<'a> Scanner<'a> {
 #[inline(always)]
 fn escape_length(bytes: &[u8], at: usize, escapes: &mut Escapes) -> Scan<usize> {
     match bytes.get(at + 1) {
-        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+        Some(&escape) if SIMPLE_ESCAPES[usize::from(escape)] != 0 => {
             *escapes = (*escapes).max(Escapes::Simple);
             Ok(2)
         }
@@ -549,10 +549,7 @@ impl<'a> ObjectReader<'a> for EscapedScanner<'a> {
 
     fn finish(&mut self) -> Scan<()> {
         self.skip_whitespace();
-        match self.inner.bytes.get(self.inner.pos) {
-            None => Ok(()),
-            Some(_) => Err(Unusual),
-        }
+        self.inner.finish()
     }
 }
 
