@@ -110,12 +110,10 @@ pub fn decode_message(
         now_ms,
         index,
     };
-    // An SQS body left escaped is read in place when it is a flat object.
-    let in_place = match &message.payload {
-        Payload::Escaped(text) if !wants_text(mappings.select(context.topic.as_deref())) => {
-            ObjectFields::from_escaped_json(text.raw())
-        }
-        _ => None,
+    let in_place = if wants_text(mappings.select(context.topic.as_deref())) {
+        None
+    } else {
+        object_in_place(&message.payload)
     };
     let decoded = match in_place {
         Some(fields) => decode_object_payload(mappings, &fields, &context, out, true),
@@ -165,6 +163,16 @@ fn decode_bytes(
             }
             decode_text(envelope_mapping, text, context, out)
         }
+    }
+}
+
+/// The payload as a flat object read where it sits, when it is an SQS body
+/// left escaped that holds one (see [`Payload::Escaped`]); otherwise `None`,
+/// and its bytes are read the ordinary way.
+fn object_in_place<'m>(payload: &'m Payload<'_>) -> Option<ObjectFields<'m>> {
+    match payload {
+        Payload::Escaped(text) => ObjectFields::from_escaped_json(text.raw()),
+        Payload::Bytes(_) => None,
     }
 }
 
@@ -309,7 +317,10 @@ pub fn for_each_record(
         now_ms,
         index: 0,
     };
-    records_of(&message.payload.bytes(), format, &context, visit, true)
+    match object_in_place(&message.payload) {
+        Some(fields) => records_of_object(&fields, format, &context, visit, true),
+        None => records_of(&message.payload.bytes(), format, &context, visit, true),
+    }
 }
 
 fn records_of(
@@ -330,20 +341,7 @@ fn records_of(
                 Err(_) if !json_allowed => return Ok(()),
                 Err(error) => return Err(DecodeError::Json(error.to_string())),
             };
-            let inner_context = object_context(&fields, context);
-            if may_unwrap {
-                if let Some(inner) = base64_wrapped(&fields)? {
-                    return records_of(&inner, format, &inner_context, visit, false);
-                }
-            }
-            if !json_allowed {
-                // JSON is not delimited text: not this table's payload.
-                return Ok(());
-            }
-            visit(&PayloadRecord {
-                view: View::Object(&fields),
-                context: &inner_context,
-            })
+            records_of_object(&fields, format, context, visit, may_unwrap)
         }
         Some(b'[') if !json_allowed => Ok(()),
         Some(b'[') => {
@@ -379,6 +377,30 @@ fn records_of(
             })
         }
     }
+}
+
+/// [`records_of`] for a payload that is a JSON object.
+fn records_of_object(
+    fields: &ObjectFields<'_>,
+    format: PayloadFormat,
+    context: &Context<'_>,
+    visit: &mut dyn FnMut(&PayloadRecord<'_, '_>) -> Result<(), DecodeError>,
+    may_unwrap: bool,
+) -> Result<(), DecodeError> {
+    let inner_context = object_context(fields, context);
+    if may_unwrap {
+        if let Some(inner) = base64_wrapped(fields)? {
+            return records_of(&inner, format, &inner_context, visit, false);
+        }
+    }
+    if matches!(format, PayloadFormat::Delimited(_)) {
+        // JSON is not delimited text: not this table's payload.
+        return Ok(());
+    }
+    visit(&PayloadRecord {
+        view: View::Object(fields),
+        context: &inner_context,
+    })
 }
 
 fn decode_text(
@@ -797,5 +819,78 @@ fn format_name(format: &TimestampFormat) -> String {
         TimestampFormat::EpochMillis => "epoch_ms".into(),
         TimestampFormat::Rfc3339 => "rfc3339".into(),
         TimestampFormat::Pattern { pattern, .. } => pattern.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::parse_event;
+
+    /// Every record a table sees, as the values of a few field sources, or
+    /// why it sees none.
+    fn records(
+        message: &RawMessage<'_>,
+        format: PayloadFormat,
+    ) -> Result<Vec<Vec<Option<Field<'static>>>>, String> {
+        let sources: Vec<FieldSource> = ["/device", "/temperature", "/0", "/1", "topic"]
+            .iter()
+            .map(|source| FieldSource::parse(source).unwrap())
+            .collect();
+        let mut seen = Vec::new();
+        for_each_record(message, format, 0, &mut |record| {
+            seen.push(sources.iter().map(|source| record.get(source)).collect());
+            Ok(())
+        })
+        .map_err(|error| error.to_string())?;
+        Ok(seen)
+    }
+
+    /// A table reads an SQS body left escaped in place, and sees what it
+    /// sees in the same body unescaped.
+    #[test]
+    fn tables_read_escaped_bodies_like_their_unescaped_bytes() {
+        let bodies = [
+            "{\"device\": \"pi-1\",\n \"temperature\": 17.5, \"topic\": \"co2/pi-1\"}",
+            "{\"data\": \"MjAyMC03LTEzIDIyOjQzOjIzfDQwMg==\", \"topic\": \"co2/pi\"}",
+            "2020-7-13 22:43:23|402\t",
+            "[{\"device\": \"a\"}, {\"device\": \"b\"}]",
+        ];
+        let records_json: Vec<String> = bodies
+            .iter()
+            .map(|body| {
+                format!(
+                    r#"{{"messageId":"m","body":{},"eventSource":"aws:sqs"}}"#,
+                    serde_json::to_string(body).unwrap()
+                )
+            })
+            .collect();
+        let event = format!(r#"{{"Records":[{}]}}"#, records_json.join(","));
+        let envelope = parse_event(event.as_bytes()).unwrap();
+        let mut in_place = 0;
+        for message in &envelope.messages {
+            in_place += usize::from(object_in_place(&message.payload).is_some());
+            let mut unescaped = message.clone();
+            unescaped.payload = Payload::Bytes(Cow::Owned(message.payload.bytes().into_owned()));
+            for format in [
+                PayloadFormat::Auto,
+                PayloadFormat::Json,
+                PayloadFormat::Delimited('|'),
+            ] {
+                assert_eq!(
+                    records(message, format),
+                    records(&unescaped, format),
+                    "{:?} as {format:?}",
+                    message.payload
+                );
+            }
+        }
+        assert_eq!(in_place, 2, "the two flat objects are read in place");
+        let first = records(&envelope.messages[0], PayloadFormat::Auto).unwrap();
+        assert_eq!(first[0][0], Some(Field::Text("pi-1".into())));
+        assert_eq!(first[0][1], Some(Field::Number(17.5)));
+        let unwrapped = records(&envelope.messages[1], PayloadFormat::Delimited('|')).unwrap();
+        assert_eq!(unwrapped[0][3], Some(Field::Text("402".into())));
+        assert_eq!(unwrapped[0][4], Some(Field::Text("co2/pi".into())));
     }
 }

@@ -132,7 +132,10 @@ impl<'a> Payload<'a> {
     }
 
     pub fn into_owned(self) -> Payload<'static> {
-        Payload::Bytes(Cow::Owned(self.bytes().into_owned()))
+        match self {
+            Payload::Bytes(bytes) => Payload::Bytes(Cow::Owned(bytes.into_owned())),
+            escaped => Payload::Bytes(Cow::Owned(escaped.bytes().into_owned())),
+        }
     }
 }
 
