@@ -1,7 +1,9 @@
-//! Finding the bytes that end a plain run inside a JSON string: `"`, `\`
-//! and control characters. Sixteen bytes at a time with the vector unit
-//! every x86_64 (SSE2) and aarch64 (NEON) CPU has, eight at a time
-//! elsewhere and for the last partial block.
+//! Classes of bytes, found many at a time. Mainly the bytes that end a
+//! plain run inside a JSON string (`"`, `\` and control characters):
+//! sixteen bytes at a time with the vector unit every x86_64 (SSE2) and
+//! aarch64 (NEON) CPU has, eight at a time elsewhere and for the last
+//! partial block. Also whether a name is all printable ASCII, eight bytes
+//! at a time, for the validation of metric and dimension names.
 
 pub(crate) const BLOCK: usize = 16;
 
@@ -142,6 +144,32 @@ fn next_special_in_words(bytes: &[u8], mut pos: usize) -> Option<usize> {
         .map(|offset| pos + offset)
 }
 
+/// Whether every byte is in 0x20..=0x7e, eight bytes at a time (the last
+/// word overlaps the one before it rather than ending byte by byte).
+pub(crate) fn printable_ascii(bytes: &[u8]) -> bool {
+    if bytes.len() < 8 {
+        return bytes.iter().all(|byte| (0x20..0x7f).contains(byte));
+    }
+    let word_at =
+        |pos: usize| u64::from_le_bytes(bytes[pos..pos + 8].try_into().unwrap_or_default());
+    let mut unprintable = 0;
+    let mut pos = 0;
+    while pos + 8 < bytes.len() {
+        unprintable |= unprintable_bytes(word_at(pos));
+        pos += 8;
+    }
+    unprintable |= unprintable_bytes(word_at(bytes.len() - 8));
+    unprintable == 0
+}
+
+/// Non-zero when `word` holds a byte >= 0x80, < 0x20 or 0x7f. Borrows only
+/// carry upwards, so the lowest offending byte is always flagged.
+#[inline]
+fn unprintable_bytes(word: u64) -> u64 {
+    let delete = word ^ (ONES * 0x7f);
+    (word | word.wrapping_sub(ONES * 0x20) | delete.wrapping_sub(ONES) & !delete) & HIGHS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +224,26 @@ mod tests {
         assert_eq!(found, [0, 3, 4, 9, 15]);
         assert_eq!(mask.skipping_to(5).first(), Some(9));
         assert_eq!(SpecialMask::of(&[b'a'; BLOCK]).first(), None);
+    }
+
+    #[test]
+    fn printable_ascii_matches_a_byte_by_byte_check_for_every_byte_in_every_position() {
+        for length in 1..40 {
+            for position in 0..length {
+                for byte in 0..=255u8 {
+                    let mut bytes = vec![b'a'; length];
+                    bytes[position] = byte;
+                    assert_eq!(
+                        printable_ascii(&bytes),
+                        (0x20..=0x7e).contains(&byte),
+                        "{byte:#x} at {position} of {length}"
+                    );
+                }
+            }
+        }
+        assert!(printable_ascii(b""));
+        assert!(printable_ascii(&[b' '; 33]));
+        assert!(printable_ascii(&[b'~'; 33]));
     }
 
     #[test]

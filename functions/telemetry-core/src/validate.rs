@@ -2,6 +2,7 @@
 //! reading is dead-lettered with a reason instead of failing a whole request.
 
 use crate::reading::{Reading, DEVICE_DIMENSION};
+use crate::special_bytes::printable_ascii;
 
 pub const MAX_NAME_CHARS: usize = 255;
 pub const MAX_DIMENSION_VALUE_CHARS: usize = 1024;
@@ -92,35 +93,6 @@ fn too_long(what: &'static str, value: &str, chars: usize, limit: usize) -> Inva
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Whether every byte is in 0x20..=0x7e, eight bytes at a time (the last
-/// word overlaps the one before it rather than ending byte by byte).
-fn printable_ascii(bytes: &[u8]) -> bool {
-    if bytes.len() < 8 {
-        return bytes.iter().all(|byte| (0x20..0x7f).contains(byte));
-    }
-    let word_at =
-        |pos: usize| u64::from_le_bytes(bytes[pos..pos + 8].try_into().unwrap_or_default());
-    let mut unprintable = 0;
-    let mut pos = 0;
-    while pos + 8 < bytes.len() {
-        unprintable |= unprintable_bytes(word_at(pos));
-        pos += 8;
-    }
-    unprintable |= unprintable_bytes(word_at(bytes.len() - 8));
-    unprintable == 0
-}
-
-/// Non-zero when `word` holds a byte >= 0x80, < 0x20 or 0x7f. Borrows only
-/// carry upwards, so the lowest offending byte is always flagged.
-#[inline]
-fn unprintable_bytes(word: u64) -> u64 {
-    let delete = word ^ (ONES * 0x7f);
-    (word | word.wrapping_sub(ONES * 0x20) | delete.wrapping_sub(ONES) & !delete) & HIGHS
-}
-
 /// Checks one reading against CloudWatch's limits at time `now_ms`.
 pub fn validate(reading: &Reading, now_ms: i64) -> Result<(), InvalidReading> {
     check_name("metric name", &reading.metric, MAX_NAME_CHARS)?;
@@ -208,26 +180,6 @@ mod tests {
             high_resolution: false,
             message: 0,
         }
-    }
-
-    #[test]
-    fn printable_ascii_matches_a_byte_by_byte_check_for_every_byte_in_every_position() {
-        for length in 1..40 {
-            for position in 0..length {
-                for byte in 0..=255u8 {
-                    let mut bytes = vec![b'a'; length];
-                    bytes[position] = byte;
-                    assert_eq!(
-                        printable_ascii(&bytes),
-                        (0x20..=0x7e).contains(&byte),
-                        "{byte:#x} at {position} of {length}"
-                    );
-                }
-            }
-        }
-        assert!(printable_ascii(b""));
-        assert!(printable_ascii(&[b' '; 33]));
-        assert!(printable_ascii(&[b'~'; 33]));
     }
 
     #[test]
