@@ -47,10 +47,11 @@ fn benches(c: &mut Criterion) {
         decode_message(&mappings, message, index as u32, NOW_MS, &mut readings).unwrap();
     }
     group.bench_function("emf_encoding", |b| {
+        let encoder = emf::EmfEncoder::new("IoT/Telemetry");
         let mut out = Vec::with_capacity(readings.len() * 220);
         b.iter(|| {
             out.clear();
-            emf::encode("IoT/Telemetry", &readings, &mut out)
+            encoder.encode(&readings, &mut out)
         })
     });
 

@@ -16,38 +16,60 @@ fn same_document(a: &Reading, b: &Reading) -> bool {
     a.timestamp_ms == b.timestamp_ms && a.device == b.device && a.dimensions == b.dimensions
 }
 
-/// Encodes readings as EMF lines appended to `out`; returns the number of
-/// documents written. Consecutive readings of one device and time share a
-/// document; repeated metric names become value arrays.
-pub fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize {
-    let mut documents = 0;
-    let parts = DocumentParts::new(namespace);
-    let mut metrics = DocumentMetrics::default();
-    let mut group_start = 0;
-    for (index, reading) in readings.iter().enumerate() {
-        let starts_new_group = index > 0 && !same_document(&readings[group_start], reading);
-        if starts_new_group {
-            write_document(&parts, readings, group_start, &mut metrics, out);
-            documents += 1;
-            group_start = index;
-        }
-        match metrics.find(readings, &reading.metric) {
-            Some(values) if values.len() < MAX_VALUES_PER_METRIC => values.push(reading.value),
-            found => {
-                if found.is_some() || metrics.len() == MAX_METRICS_PER_DOCUMENT {
-                    write_document(&parts, readings, group_start, &mut metrics, out);
-                    documents += 1;
-                    group_start = index;
+/// Writes readings as EMF lines for one namespace. The parts of every
+/// document that depend only on the namespace are written as JSON once,
+/// when the encoder is built (at cold start, by the sink).
+pub struct EmfEncoder {
+    /// From after the timestamp to the `device` dimension's name.
+    head: Vec<u8>,
+    /// `"device":`
+    device_key: Vec<u8>,
+}
+
+impl EmfEncoder {
+    pub fn new(namespace: &str) -> Self {
+        let mut head = b",\"CloudWatchMetrics\":[{\"Namespace\":".to_vec();
+        write_str(&mut head, namespace);
+        head.extend_from_slice(b",\"Dimensions\":[[");
+        write_str(&mut head, DEVICE_DIMENSION);
+        let mut device_key = Vec::new();
+        write_str(&mut device_key, DEVICE_DIMENSION);
+        device_key.push(b':');
+        EmfEncoder { head, device_key }
+    }
+
+    /// Encodes readings as EMF lines appended to `out`; returns the number
+    /// of documents written. Consecutive readings of one device and time
+    /// share a document; repeated metric names become value arrays.
+    pub fn encode(&self, readings: &[Reading], out: &mut Vec<u8>) -> usize {
+        let mut documents = 0;
+        let mut metrics = DocumentMetrics::default();
+        let mut group_start = 0;
+        for (index, reading) in readings.iter().enumerate() {
+            let starts_new_group = index > 0 && !same_document(&readings[group_start], reading);
+            if starts_new_group {
+                write_document(self, readings, group_start, &mut metrics, out);
+                documents += 1;
+                group_start = index;
+            }
+            match metrics.find(readings, &reading.metric) {
+                Some(values) if values.len() < MAX_VALUES_PER_METRIC => values.push(reading.value),
+                found => {
+                    if found.is_some() || metrics.len() == MAX_METRICS_PER_DOCUMENT {
+                        write_document(self, readings, group_start, &mut metrics, out);
+                        documents += 1;
+                        group_start = index;
+                    }
+                    metrics.push(index, reading.value);
                 }
-                metrics.push(index, reading.value);
             }
         }
+        if metrics.len() > 0 {
+            write_document(self, readings, group_start, &mut metrics, out);
+            documents += 1;
+        }
+        documents
     }
-    if metrics.len() > 0 {
-        write_document(&parts, readings, group_start, &mut metrics, out);
-        documents += 1;
-    }
-    documents
 }
 
 /// The metrics of the document being gathered: the index of each metric's
@@ -102,28 +124,6 @@ impl DocumentMetrics {
     }
 }
 
-/// The parts of every document that depend only on the namespace, written
-/// as JSON once per batch.
-struct DocumentParts {
-    /// From after the timestamp to the `device` dimension's name.
-    head: Vec<u8>,
-    /// `"device":`
-    device_key: Vec<u8>,
-}
-
-impl DocumentParts {
-    fn new(namespace: &str) -> Self {
-        let mut head = b",\"CloudWatchMetrics\":[{\"Namespace\":".to_vec();
-        write_str(&mut head, namespace);
-        head.extend_from_slice(b",\"Dimensions\":[[");
-        write_str(&mut head, DEVICE_DIMENSION);
-        let mut device_key = Vec::new();
-        write_str(&mut device_key, DEVICE_DIMENSION);
-        device_key.push(b':');
-        DocumentParts { head, device_key }
-    }
-}
-
 /// The pipeline's own health as one EMF document: readings accepted and
 /// rejected, messages dead-lettered and retried, per function. Written after
 /// every invocation at no API cost; the dashboard and alarms read it.
@@ -166,7 +166,7 @@ pub fn encode_pipeline_counts(
 }
 
 fn write_document(
-    parts: &DocumentParts,
+    encoder: &EmfEncoder,
     readings: &[Reading],
     group_start: usize,
     metrics: &mut DocumentMetrics,
@@ -175,7 +175,7 @@ fn write_document(
     let head = &readings[group_start];
     out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
     write_i64(out, head.timestamp_ms);
-    out.extend_from_slice(&parts.head);
+    out.extend_from_slice(&encoder.head);
     for (name, _) in &head.dimensions {
         out.push(b',');
         write_str(out, name);
@@ -203,7 +203,7 @@ fn write_document(
         out.push(b'}');
     }
     out.extend_from_slice(b"]}]},");
-    out.extend_from_slice(&parts.device_key);
+    out.extend_from_slice(&encoder.device_key);
     write_str(out, &head.device);
     for (name, value) in &head.dimensions {
         out.push(b',');
@@ -235,6 +235,10 @@ fn write_document(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize {
+        EmfEncoder::new(namespace).encode(readings, out)
+    }
     use serde_json::{json, Value};
 
     fn reading(device: &str, metric: &str, value: f64, timestamp_ms: i64) -> Reading {

@@ -47,20 +47,20 @@ const EMF_BUFFER_KEPT: usize = 4 << 20;
 
 /// EMF lines to a writer (stdout in Lambda), one write per batch.
 pub struct EmfSink {
-    namespace: String,
+    encoder: emf::EmfEncoder,
     writer: Mutex<Box<dyn Write + Send>>,
     /// Reused across invocations: after the first, encoding touches no new pages.
     buffer: Mutex<Vec<u8>>,
 }
 
 impl EmfSink {
-    pub fn stdout(namespace: impl Into<String>) -> Self {
+    pub fn stdout(namespace: &str) -> Self {
         Self::new(namespace, Box::new(std::io::stdout()))
     }
 
-    pub fn new(namespace: impl Into<String>, writer: Box<dyn Write + Send>) -> Self {
+    pub fn new(namespace: &str, writer: Box<dyn Write + Send>) -> Self {
         EmfSink {
-            namespace: namespace.into(),
+            encoder: emf::EmfEncoder::new(namespace),
             writer: Mutex::new(writer),
             buffer: Mutex::new(Vec::new()),
         }
@@ -76,7 +76,7 @@ impl MetricsSink for EmfSink {
         };
         buffer.clear();
         buffer.reserve(readings.len() * 220);
-        emf::encode(&self.namespace, readings, &mut buffer);
+        self.encoder.encode(readings, &mut buffer);
         let mut writer = match self.writer.lock() {
             Ok(writer) => writer,
             Err(poisoned) => poisoned.into_inner(),
