@@ -228,14 +228,8 @@ mod tests {
 
     fn reading(device: &str, metric: &str, value: f64, timestamp_ms: i64, message: u32) -> Reading {
         Reading {
-            device: device.into(),
-            metric: metric.into(),
-            value,
-            unit: Unit::None,
-            timestamp_ms,
-            dimensions: vec![],
-            high_resolution: false,
             message,
+            ..Reading::sample(device, metric, value, timestamp_ms)
         }
     }
 

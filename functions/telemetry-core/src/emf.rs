@@ -236,21 +236,16 @@ fn write_document(
 mod tests {
     use super::*;
 
+    use serde_json::{json, Value};
+
     fn encode(namespace: &str, readings: &[Reading], out: &mut Vec<u8>) -> usize {
         EmfEncoder::new(namespace).encode(readings, out)
     }
-    use serde_json::{json, Value};
 
     fn reading(device: &str, metric: &str, value: f64, timestamp_ms: i64) -> Reading {
         Reading {
-            device: device.into(),
-            metric: metric.into(),
-            value,
             unit: Unit::Percent,
-            timestamp_ms,
-            dimensions: vec![],
-            high_resolution: false,
-            message: 0,
+            ..Reading::sample(device, metric, value, timestamp_ms)
         }
     }
 

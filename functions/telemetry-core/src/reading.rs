@@ -24,3 +24,20 @@ pub struct Reading {
 
 /// The dimension every reading carries.
 pub const DEVICE_DIMENSION: &str = "device";
+
+#[cfg(test)]
+impl Reading {
+    /// A plain reading for tests: no unit, no dimensions, message 0.
+    pub(crate) fn sample(device: &str, metric: &str, value: f64, timestamp_ms: i64) -> Reading {
+        Reading {
+            device: device.into(),
+            metric: metric.into(),
+            value,
+            unit: Unit::None,
+            timestamp_ms,
+            dimensions: vec![],
+            high_resolution: false,
+            message: 0,
+        }
+    }
+}

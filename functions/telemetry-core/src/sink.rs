@@ -148,14 +148,14 @@ mod tests {
     fn readings(count: usize) -> Vec<Reading> {
         (0..count)
             .map(|index| Reading {
-                device: format!("raspberrypi-{:03}", index % 100).into(),
-                metric: format!("cpu usage (raspberrypi-{:03})", index % 100).into(),
-                value: index as f64,
                 unit: Unit::Percent,
-                timestamp_ms: 1_645_938_062_000,
-                dimensions: vec![],
-                high_resolution: false,
                 message: index as u32,
+                ..Reading::sample(
+                    &format!("raspberrypi-{:03}", index % 100),
+                    &format!("cpu usage (raspberrypi-{:03})", index % 100),
+                    index as f64,
+                    1_645_938_062_000,
+                )
             })
             .collect()
     }

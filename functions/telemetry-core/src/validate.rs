@@ -165,21 +165,11 @@ pub fn validate_namespace(namespace: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unit::Unit;
 
     const NOW: i64 = 1_645_938_100_000;
 
     fn reading(metric: &str, value: f64, timestamp_ms: i64) -> Reading {
-        Reading {
-            device: "temp-sensor-istanbul".into(),
-            metric: metric.into(),
-            value,
-            unit: Unit::None,
-            timestamp_ms,
-            dimensions: vec![],
-            high_resolution: false,
-            message: 0,
-        }
+        Reading::sample("temp-sensor-istanbul", metric, value, timestamp_ms)
     }
 
     #[test]
