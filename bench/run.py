@@ -549,9 +549,16 @@ def report(results):
     per_million_rule = 1_000_000 / 1000 * PRICE_PUT_METRIC_DATA_PER_1000
     rows.append(("PutMetricData cost per million messages (USD)", "%.4f" % per_million_ours, "%.2f" % per_million_rule,
                  ratio(per_million_rule, per_million_ours) + " cheaper", "-", "-"))
-    emf_bytes_per_reading = warm_000["ours"]["stdout_bytes"] / ((WARM_RUNS + 1) * MESSAGES)
-    rows.append(("EMF sink: log bytes per reading / ingestion cost per million (USD)",
-                 "%.0f B / %.3f" % (emf_bytes_per_reading, emf_bytes_per_reading * 1e6 / 1e9 * PRICE_LOG_INGESTION_PER_GB), "-", "-", "-", "-"))
+    def log_bytes_per_reading(run):
+        return run["stdout_bytes"] / ((WARM_RUNS + 1) * MESSAGES)
+
+    def log_cost(per_reading):
+        return "%.1f B / %.4f" % (per_reading, per_reading * 1e6 / 1e9 * PRICE_LOG_INGESTION_PER_GB)
+
+    for name, shape in (("000", warm_000), ("003", r["warm"]["reference_003"])):
+        ours_log, baseline_log = log_bytes_per_reading(shape["ours"]), log_bytes_per_reading(shape["baseline"])
+        rows.append(("EMF log bytes per reading / ingestion cost per million readings (USD), reference %s" % name,
+                     log_cost(ours_log), log_cost(baseline_log), ratio(baseline_log, ours_log) + " less", "-", "-"))
     lambda_cost = warm_000["ours"]["median_ms"] / 1000 * 0.125 * PRICE_LAMBDA_ARM_GB_SECOND * 100 + PRICE_LAMBDA_REQUESTS_PER_MILLION * 100 / 1e6
     rows.append(("Lambda cost per million messages, batches of 10,000 at 128 MB arm64 (USD)", "%.5f" % lambda_cost, "-", "-", "-", "-"))
     for key, size in sorted(r["packages"].items()):

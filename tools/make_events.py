@@ -61,8 +61,10 @@ def expected_metrics(name, device, received_ms):
 
 
 def metric(device, name, value, unit, timestamp_ms, **dimensions):
+    """A metric as EMF carries it: under the minute CloudWatch stores a
+    standard-resolution datapoint in, not the reading's own second."""
     return {"device": device, "metric": name, "value": value, "unit": unit,
-            "timestamp_ms": timestamp_ms, "dimensions": dimensions}
+            "timestamp_ms": timestamp_ms // 60_000 * 60_000, "dimensions": dimensions}
 
 
 def b64(text):

@@ -63,8 +63,9 @@ async fn co2_text_is_read_in_korean_time() {
     assert_eq!(metrics.len(), 1);
     assert_eq!(metrics[0].metric, "emissions");
     assert_eq!(metrics[0].value, 3500.0);
-    // 2020-07-13 22:43:23 +09:00
-    assert_eq!(metrics[0].timestamp_ms, 1_594_647_803_000);
+    // 2020-07-13 22:43:23 +09:00, carried under its minute (22:43:00), the
+    // finest time CloudWatch keeps a standard-resolution datapoint at.
+    assert_eq!(metrics[0].timestamp_ms, 1_594_647_780_000);
     assert_eq!(metrics[0].device, "raspberrypi");
 }
 

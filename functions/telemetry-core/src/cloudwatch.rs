@@ -93,11 +93,6 @@ struct DatumKey<'r> {
     high_resolution: bool,
 }
 
-fn bucket(timestamp_ms: i64, high_resolution: bool) -> i64 {
-    let width = if high_resolution { 1_000 } else { 60_000 };
-    timestamp_ms.div_euclid(width) * width
-}
-
 /// Folds readings into datums and packs datums into requests.
 pub fn plan_requests(readings: &[Reading]) -> Vec<MetricRequest> {
     // Datum index -> message indexes it carries.
@@ -111,7 +106,7 @@ pub fn plan_requests(readings: &[Reading]) -> Vec<MetricRequest> {
             device: &reading.device,
             dimensions: &reading.dimensions,
             unit: reading.unit,
-            bucket_ms: bucket(reading.timestamp_ms, reading.high_resolution),
+            bucket_ms: reading.storage_period_start_ms(),
             high_resolution: reading.high_resolution,
         };
         let index = match open.get(&key) {

@@ -2,6 +2,10 @@
 //! turned into metrics by Lambda's log pipeline with no API call.
 //! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
 
+use std::collections::HashMap;
+
+use compact_str::CompactString;
+
 use crate::json_write::{write_f64, write_i64, write_str};
 use crate::reading::{Reading, DEVICE_DIMENSION};
 use crate::unit::Unit;
@@ -11,9 +15,72 @@ pub const MAX_METRICS_PER_DOCUMENT: usize = 100;
 /// ...and at most 100 values per metric.
 pub const MAX_VALUES_PER_METRIC: usize = 100;
 
-/// Readings in one document share device, dimensions and timestamp.
-fn same_document(a: &Reading, b: &Reading) -> bool {
-    a.timestamp_ms == b.timestamp_ms && a.device == b.device && a.dimensions == b.dimensions
+/// What the readings of one document share: device, dimensions and the
+/// period CloudWatch stores their datapoints under.
+#[derive(Hash, PartialEq, Eq)]
+struct DocumentKey<'r> {
+    period_start_ms: i64,
+    device: &'r str,
+    dimensions: &'r [(CompactString, CompactString)],
+}
+
+impl<'r> DocumentKey<'r> {
+    fn of(reading: &'r Reading) -> Self {
+        DocumentKey {
+            period_start_ms: reading.storage_period_start_ms(),
+            device: &reading.device,
+            dimensions: &reading.dimensions,
+        }
+    }
+}
+
+/// The batch's readings gathered by document key: `order` lists reading
+/// indexes with each key's readings together, keys in order of first
+/// appearance and readings in batch order within a key. A batch from many
+/// devices interleaves them; gathered, a device's minute is one document
+/// with value arrays instead of one document per reading.
+struct DocumentOrder {
+    order: Vec<u32>,
+    key_of: Vec<u32>,
+}
+
+impl DocumentOrder {
+    fn of(readings: &[Reading]) -> Self {
+        let mut keys: HashMap<DocumentKey<'_>, u32, foldhash::fast::FixedState> =
+            HashMap::with_hasher(foldhash::fast::FixedState::default());
+        let mut key_sizes: Vec<u32> = Vec::new();
+        let mut key_of = Vec::with_capacity(readings.len());
+        for reading in readings {
+            let next = key_sizes.len() as u32;
+            let key = *keys.entry(DocumentKey::of(reading)).or_insert(next);
+            if key == next {
+                key_sizes.push(0);
+            }
+            key_sizes[key as usize] += 1;
+            key_of.push(key);
+        }
+        // A counting sort: each key's readings go to its own run of `order`.
+        let mut next_slot = key_sizes;
+        let mut start = 0;
+        for size in &mut next_slot {
+            let run = *size;
+            *size = start;
+            start += run;
+        }
+        let mut order = vec![0; readings.len()];
+        for (index, &key) in key_of.iter().enumerate() {
+            let slot = &mut next_slot[key as usize];
+            order[*slot as usize] = index as u32;
+            *slot += 1;
+        }
+        DocumentOrder { order, key_of }
+    }
+}
+
+/// Whether two readings of one metric name can share its definition
+/// (a document declares unit and resolution once per metric).
+fn same_definition(a: &Reading, b: &Reading) -> bool {
+    a.unit == b.unit && a.high_resolution == b.high_resolution
 }
 
 /// Writes readings as EMF lines for one namespace. The parts of every
@@ -39,33 +106,43 @@ impl EmfEncoder {
     }
 
     /// Encodes readings as EMF lines appended to `out`; returns the number
-    /// of documents written. Consecutive readings of one device and time
-    /// share a document; repeated metric names become value arrays.
+    /// of documents written. Readings of one device and dimensions in one
+    /// storage period share a document, wherever they sit in the batch;
+    /// repeated metric names become value arrays.
     pub fn encode(&self, readings: &[Reading], out: &mut Vec<u8>) -> usize {
+        let gathered = DocumentOrder::of(readings);
         let mut documents = 0;
         let mut metrics = DocumentMetrics::default();
-        let mut group_start = 0;
-        for (index, reading) in readings.iter().enumerate() {
-            let starts_new_group = index > 0 && !same_document(&readings[group_start], reading);
-            if starts_new_group {
-                write_document(self, readings, group_start, &mut metrics, out);
+        let mut document_head = 0;
+        for &index in &gathered.order {
+            let index = index as usize;
+            let reading = &readings[index];
+            if metrics.len() > 0 && gathered.key_of[index] != gathered.key_of[document_head] {
+                write_document(self, &readings[document_head], readings, &mut metrics, out);
                 documents += 1;
-                group_start = index;
+            }
+            if metrics.len() == 0 {
+                document_head = index;
             }
             match metrics.find(readings, &reading.metric) {
-                Some(values) if values.len() < MAX_VALUES_PER_METRIC => values.push(reading.value),
+                Some(slot)
+                    if slot.values.len() < MAX_VALUES_PER_METRIC
+                        && same_definition(&readings[slot.first], reading) =>
+                {
+                    slot.values.push(reading.value)
+                }
                 found => {
                     if found.is_some() || metrics.len() == MAX_METRICS_PER_DOCUMENT {
-                        write_document(self, readings, group_start, &mut metrics, out);
+                        write_document(self, &readings[document_head], readings, &mut metrics, out);
                         documents += 1;
-                        group_start = index;
+                        document_head = index;
                     }
                     metrics.push(index, reading.value);
                 }
             }
         }
         if metrics.len() > 0 {
-            write_document(self, readings, group_start, &mut metrics, out);
+            write_document(self, &readings[document_head], readings, &mut metrics, out);
             documents += 1;
         }
         documents
@@ -100,12 +177,11 @@ impl DocumentMetrics {
         &mut self.slots[..self.len]
     }
 
-    /// The values gathered under `metric`, if it is in the document.
-    fn find(&mut self, readings: &[Reading], metric: &str) -> Option<&mut Vec<f64>> {
+    /// The slot of `metric`, if it is in the document.
+    fn find(&mut self, readings: &[Reading], metric: &str) -> Option<&mut MetricSlot> {
         self.slots[..self.len]
             .iter_mut()
             .find(|slot| readings[slot.first].metric == metric)
-            .map(|slot| &mut slot.values)
     }
 
     fn push(&mut self, first: usize, value: f64) {
@@ -165,16 +241,17 @@ pub fn encode_pipeline_counts(
     out.extend_from_slice(b"}\n");
 }
 
+/// Writes the gathered metrics as one document; `head` is its first
+/// reading, whose key (device, dimensions, period) all its readings share.
 fn write_document(
     encoder: &EmfEncoder,
+    head: &Reading,
     readings: &[Reading],
-    group_start: usize,
     metrics: &mut DocumentMetrics,
     out: &mut Vec<u8>,
 ) {
-    let head = &readings[group_start];
     out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
-    write_i64(out, head.timestamp_ms);
+    write_i64(out, head.storage_period_start_ms());
     out.extend_from_slice(&encoder.head);
     for (name, _) in &head.dimensions {
         out.push(b',');
@@ -313,21 +390,152 @@ mod tests {
     }
 
     #[test]
-    fn groups_by_device_and_time_and_folds_repeats_into_arrays() {
+    fn gathers_each_device_minute_of_an_interleaved_batch_into_one_document() {
         let readings = vec![
-            reading("a", "t", 1.0, 1_000),
-            reading("a", "h", 2.0, 1_000),
-            reading("a", "t", 3.0, 1_000),
-            reading("b", "t", 4.0, 1_000),
-            reading("b", "t", 5.0, 2_000),
+            reading("a", "t", 1.0, 60_000),
+            reading("b", "t", 4.0, 61_000),
+            reading("a", "h", 2.0, 70_000),
+            reading("a", "t", 3.0, 119_999),
+            reading("b", "t", 5.0, 120_000),
+            reading("a", "t", 6.0, 125_000),
         ];
         let mut out = Vec::new();
-        assert_eq!(encode("N", &readings, &mut out), 3);
+        assert_eq!(encode("N", &readings, &mut out), 4);
         let docs = lines(&out);
+        let summary: Vec<(&str, i64)> = docs
+            .iter()
+            .map(|doc| {
+                (
+                    doc["device"].as_str().unwrap(),
+                    doc["_aws"]["Timestamp"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [("a", 60_000), ("b", 60_000), ("b", 120_000), ("a", 120_000)]
+        );
         assert_eq!(docs[0]["t"], json!([1.0, 3.0]));
         assert_eq!(docs[0]["h"], json!(2.0));
-        assert_eq!(docs[1]["device"], "b");
-        assert_eq!(docs[2]["_aws"]["Timestamp"], 2000);
+        assert_eq!(docs[3]["t"], json!(6.0));
+    }
+
+    #[test]
+    fn high_resolution_readings_share_a_document_only_within_their_second() {
+        let mut readings = vec![
+            reading("a", "light", 1.0, 61_200),
+            reading("a", "light", 2.0, 61_900),
+            reading("a", "light", 3.0, 62_000),
+        ];
+        for reading in &mut readings {
+            reading.high_resolution = true;
+        }
+        let mut out = Vec::new();
+        assert_eq!(encode("N", &readings, &mut out), 2);
+        let docs = lines(&out);
+        assert_eq!(docs[0]["_aws"]["Timestamp"], 61_000);
+        assert_eq!(docs[0]["light"], json!([1.0, 2.0]));
+        assert_eq!(docs[1]["_aws"]["Timestamp"], 62_000);
+    }
+
+    #[test]
+    fn a_metric_name_seen_with_another_unit_starts_another_document() {
+        let mut in_fahrenheit = reading("a", "t", 64.0, 1_000);
+        in_fahrenheit.unit = Unit::None;
+        let readings = [reading("a", "t", 18.0, 1_000), in_fahrenheit];
+        let mut out = Vec::new();
+        assert_eq!(encode("N", &readings, &mut out), 2);
+        let docs = lines(&out);
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            "Percent"
+        );
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            Value::Null
+        );
+        assert_eq!((&docs[0]["t"], &docs[1]["t"]), (&json!(18.0), &json!(64.0)));
+    }
+
+    /// Every reading of a mixed batch comes back once, under its device,
+    /// dimensions, metric and storage period, in documents within EMF's
+    /// limits, and no two documents share a key they could have shared.
+    #[test]
+    fn every_reading_of_a_mixed_batch_is_written_once_under_its_period() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let readings: Vec<Reading> = (0..3_000)
+            .map(|i| {
+                let mut reading = reading(
+                    &format!("device-{}", next(7)),
+                    ["t", "h", "p"][next(3) as usize],
+                    i as f64,
+                    1_700_000_000_000 + next(200_000) as i64,
+                );
+                reading.high_resolution = reading.metric == "p";
+                if next(4) == 0 {
+                    reading.dimensions.push(("site".into(), "lab".into()));
+                }
+                reading
+            })
+            .collect();
+        let mut out = Vec::new();
+        let documents = encode("N", &readings, &mut out);
+        let docs = lines(&out);
+        assert_eq!(docs.len(), documents);
+
+        type Key = (String, Option<String>, String, i64);
+        let key_of = |r: &Reading| -> Key {
+            (
+                r.device.to_string(),
+                r.dimensions.first().map(|(_, v)| v.to_string()),
+                r.metric.to_string(),
+                r.storage_period_start_ms(),
+            )
+        };
+        let mut expected: Vec<(Key, u64)> = readings
+            .iter()
+            .map(|r| (key_of(r), r.value.to_bits()))
+            .collect();
+        let mut written: Vec<(Key, u64)> = Vec::new();
+        let mut document_keys = std::collections::HashSet::new();
+        for doc in &docs {
+            let timestamp = doc["_aws"]["Timestamp"].as_i64().unwrap();
+            let device = doc["device"].as_str().unwrap().to_owned();
+            let site = doc["site"].as_str().map(str::to_owned);
+            let definitions = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap();
+            assert!(definitions.len() <= MAX_METRICS_PER_DOCUMENT);
+            let mut full = false;
+            for definition in definitions {
+                let name = definition["Name"].as_str().unwrap();
+                let values = match &doc[name] {
+                    Value::Array(values) => values.clone(),
+                    value => vec![value.clone()],
+                };
+                assert!(values.len() <= MAX_VALUES_PER_METRIC);
+                full |= values.len() == MAX_VALUES_PER_METRIC;
+                for value in values {
+                    let key = (device.clone(), site.clone(), name.to_owned(), timestamp);
+                    written.push((key, value.as_f64().unwrap().to_bits()));
+                }
+            }
+            if !full {
+                assert!(
+                    document_keys.insert((device, site, timestamp)),
+                    "a document that was not full was split: {doc}"
+                );
+            }
+        }
+        expected.sort();
+        written.sort();
+        assert_eq!(written, expected);
     }
 
     #[test]

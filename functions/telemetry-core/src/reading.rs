@@ -25,6 +25,18 @@ pub struct Reading {
 /// The dimension every reading carries.
 pub const DEVICE_DIMENSION: &str = "device";
 
+impl Reading {
+    /// Start of the period CloudWatch stores this reading's datapoint under:
+    /// its minute, or its second for high resolution (CloudWatch keeps no
+    /// finer detail). Both metrics sinks send readings under it, so a
+    /// period's readings travel together and arrive as the same datapoint
+    /// whichever sink carries them.
+    pub fn storage_period_start_ms(&self) -> i64 {
+        let width = if self.high_resolution { 1_000 } else { 60_000 };
+        self.timestamp_ms.div_euclid(width) * width
+    }
+}
+
 #[cfg(test)]
 impl Reading {
     /// A plain reading for tests: no unit, no dimensions, message 0.
