@@ -516,7 +516,9 @@ def report(results):
         rows.append(("Warm SQS batch of 10,000, %s: readings/s, whole invocation (best of %d warm invocations each; median: %s vs %s)"
                      % (label, WARM_RUNS, "{:,.0f}".format(w["ours"]["readings_per_second"]), "{:,.0f}".format(base["readings_per_second"])),
                      "{:,.0f}".format(ours_best), "{:,.0f}".format(base_best), ratio(ours_best, base_best),
-                     ">= 50x baseline", "met" if ours_best >= 50 * base_best else "MISSED"))
+                     # The issue sets its 50x inside the handler (rows below); this
+                     # figure adds the bench's own Python transport to both sides.
+                     "none (50x is set inside the handler, below)", "-"))
         transport = w.get("transport")
         if transport:
             rows.append(("... of which moving the event alone, %s: the bench's Runtime API to a client that answers at once "
