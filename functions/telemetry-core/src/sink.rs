@@ -42,7 +42,8 @@ pub trait DeadLetterSink: Send + Sync {
 }
 
 /// The EMF buffer capacity kept between invocations: a full SQS batch of
-/// single-reading messages (about 2.5 MB of EMF).
+/// readings that share no document (each its own device or minute: about
+/// 2.5 MB of EMF).
 const EMF_BUFFER_KEPT: usize = 4 << 20;
 
 /// EMF lines to a writer (stdout in Lambda), one write per batch.
