@@ -420,6 +420,26 @@ mod tests {
         assert_eq!(docs[3]["t"], json!(6.0));
     }
 
+    /// The README's example, the bench's reference 000 batch: 10,000
+    /// readings of 100 devices, one a second each, over 100 seconds from a
+    /// minute's start.
+    #[test]
+    fn a_batch_of_100_devices_over_two_minutes_is_200_documents() {
+        let readings: Vec<Reading> = (0..10_000)
+            .map(|i| {
+                let timestamp_ms = 1_645_938_000_000 + (i / 100) * 1_000;
+                reading(
+                    &format!("temp-sensor-{:03}", i % 100),
+                    "temperature",
+                    17.0,
+                    timestamp_ms,
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        assert_eq!(encode("IoT/Telemetry", &readings, &mut out), 200);
+    }
+
     #[test]
     fn high_resolution_readings_share_a_document_only_within_their_second() {
         let mut readings = vec![
