@@ -52,11 +52,12 @@ setup: $(STAMP_TEST)
 
 # The warehouse tests start their own PostgreSQL server; install the
 # binaries from Debian when the machine has none.
+# PostgreSQL for the warehouse tests, and openssl for their TLS certificates.
 postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-	  echo "installing PostgreSQL (Debian package)"; \
+	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v openssl; } >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL and openssl (Debian packages)"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql openssl >/dev/null; }
 
 build:
 	cargo build --workspace --bins

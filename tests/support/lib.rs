@@ -4,7 +4,7 @@
 pub mod runtime;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -556,6 +556,7 @@ print(json.dumps([{n: plain(v) for n, v in zip(names, row)} for row in cur.fetch
 /// stopped and removed when dropped.
 pub struct PostgresServer {
     pub url: String,
+    pub port: u16,
     bin: PathBuf,
     data: PathBuf,
     as_postgres: bool,
@@ -579,6 +580,16 @@ fn postgres_bin() -> PathBuf {
 
 impl PostgresServer {
     pub fn start() -> PostgresServer {
+        Self::start_with(None)
+    }
+
+    /// As [`PostgresServer::start`], refusing connections without TLS
+    /// (`hostssl` only), with the server certificate of `certificates`.
+    pub fn start_tls_only(certificates: &TestCertificates) -> PostgresServer {
+        Self::start_with(Some(certificates))
+    }
+
+    fn start_with(tls: Option<&TestCertificates>) -> PostgresServer {
         let bin = postgres_bin();
         static NEXT_CLUSTER: std::sync::atomic::AtomicUsize =
             std::sync::atomic::AtomicUsize::new(0);
@@ -633,6 +644,35 @@ impl PostgresServer {
             ],
         )
         .unwrap_or_else(|error| panic!("{error}"));
+        let mut tls_options = String::new();
+        if let Some(certificates) = tls {
+            // The key must belong to the server's account and be private.
+            for (from, name) in [
+                (&certificates.server_certificate, "server.pem"),
+                (&certificates.server_key, "server.key"),
+            ] {
+                let to = data.join(name);
+                std::fs::copy(from, &to).unwrap();
+                Command::new("chmod").arg("600").arg(&to).status().unwrap();
+                if as_postgres {
+                    Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&to)
+                        .status()
+                        .unwrap();
+                }
+            }
+            std::fs::write(
+                cluster.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+            tls_options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                data.join("server.pem").display(),
+                data.join("server.key").display()
+            );
+        }
         let log = data.join("server.log").display().to_string();
         // PostgreSQL cannot be told to pick its own port, so a free port can
         // be taken by another test between probe and bind: try a few.
@@ -640,7 +680,7 @@ impl PostgresServer {
         let port = loop {
             let port = free_port();
             let options = format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off{tls_options}",
                 data.display()
             );
             let started = run(
@@ -670,6 +710,7 @@ impl PostgresServer {
         };
         PostgresServer {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            port,
             bin,
             data,
             as_postgres,
@@ -697,6 +738,84 @@ impl PostgresServer {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+/// A test CA, a server certificate it signed for `localhost` only (not
+/// `127.0.0.1`), and a second CA that signed nothing, made by `openssl`.
+pub struct TestCertificates {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    pub server_certificate: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl TestCertificates {
+    pub fn generate(directory: &Path) -> TestCertificates {
+        std::fs::create_dir_all(directory).unwrap();
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(directory)
+                .output()
+                .expect("openssl runs (Debian's openssl package)");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let p256 = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for (name, subject) in [
+            ("ca", "/CN=iotpipe test CA"),
+            ("other-ca", "/CN=someone else"),
+        ] {
+            let (key, certificate) = (format!("{name}.key"), format!("{name}.pem"));
+            let mut args = vec!["req", "-x509", "-days", "2", "-subj", subject];
+            args.extend(p256);
+            args.extend(["-keyout", &key, "-out", &certificate]);
+            args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+            args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+            openssl(&args);
+        }
+        let mut request = vec!["req", "-subj", "/CN=localhost", "-keyout", "server.key"];
+        request.extend(p256);
+        request.extend(["-out", "server.csr"]);
+        openssl(&request);
+        std::fs::write(
+            directory.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        TestCertificates {
+            ca: directory.join("ca.pem"),
+            other_ca: directory.join("other-ca.pem"),
+            server_certificate: directory.join("server.pem"),
+            server_key: directory.join("server.key"),
+        }
     }
 }
 

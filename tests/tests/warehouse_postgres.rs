@@ -24,7 +24,7 @@ fn warehouse() -> Warehouse {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_tables_are_created_idempotent_and_injection_proof() {
     let server = PostgresServer::start();
-    let writer = PostgresTables::new(&server.url);
+    let writer = PostgresTables::from_url(&server.url).unwrap();
     let event = std::fs::read(repo_root().join("events/malformed--sqs-mixed-batch.json")).unwrap();
 
     // The same SQS batch delivered twice: no duplicate rows.
@@ -75,7 +75,7 @@ async fn one_bad_record_and_one_failed_table_report_exactly_the_failed_record() 
     let server = PostgresServer::start();
     // A `tweets` table someone created with another shape: inserts into it fail.
     server.psql("CREATE TABLE tweets (tweet text)");
-    let writer = PostgresTables::new(&server.url);
+    let writer = PostgresTables::from_url(&server.url).unwrap();
     let tweet =
         std::fs::read_to_string(repo_root().join("events/pubsub-push--tweet.json")).unwrap();
     let tweet: serde_json::Value = serde_json::from_str(&tweet).unwrap();

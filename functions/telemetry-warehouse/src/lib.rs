@@ -4,6 +4,7 @@
 pub mod parquet_file;
 pub mod parquet_tables;
 pub mod postgres;
+pub mod postgres_tls;
 
 use std::path::PathBuf;
 
@@ -27,9 +28,18 @@ pub const WAREHOUSE_ENV_VARS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WarehouseTarget {
     Local(PathBuf),
-    S3 { bucket: String, prefix: String },
-    Firehose { stream: String },
-    Postgres { url: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
+    Firehose {
+        stream: String,
+    },
+    /// `url` without the TLS settings, which `tls` holds.
+    Postgres {
+        url: String,
+        tls: postgres_tls::TlsOptions,
+    },
 }
 
 impl WarehouseTarget {
@@ -54,7 +64,8 @@ impl WarehouseTarget {
             });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(WarehouseTarget::Postgres { url: url.into() });
+            let (url, tls) = postgres_tls::TlsOptions::split_from(url)?;
+            return Ok(WarehouseTarget::Postgres { url, tls });
         }
         if url.contains("://") && !url.starts_with("file://") {
             return Err("use a directory, file:///path, s3://bucket/prefix, firehose://stream or postgres://...".into());
@@ -64,6 +75,20 @@ impl WarehouseTarget {
             return Err("is empty".into());
         }
         Ok(WarehouseTarget::Local(PathBuf::from(path)))
+    }
+}
+
+/// Where rows go, as a message may show it (no password).
+impl std::fmt::Display for WarehouseTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WarehouseTarget::Local(directory) => write!(f, "{}", directory.display()),
+            WarehouseTarget::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            WarehouseTarget::Firehose { stream } => write!(f, "firehose://{stream}"),
+            WarehouseTarget::Postgres { url, tls } => {
+                write!(f, "{} (TLS: {:?})", postgres_tls::redact(url), tls.mode)
+            }
+        }
     }
 }
 
@@ -89,9 +114,8 @@ impl WarehouseConfig {
         let mappings = load_mappings(&lookup)?;
         let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let target = match lookup("WAREHOUSE_URL").filter(|u| !u.is_empty()) {
-            Some(url) => {
-                WarehouseTarget::parse(&url).map_err(|why| invalid("WAREHOUSE_URL", &url, why))?
-            }
+            Some(url) => WarehouseTarget::parse(&url)
+                .map_err(|why| invalid("WAREHOUSE_URL", &postgres_tls::redact(&url), why))?,
             None if in_lambda => WarehouseTarget::Local(PathBuf::from(LAMBDA_WAREHOUSE_DIR)),
             None => WarehouseTarget::Local(PathBuf::from(DEFAULT_WAREHOUSE_DIR)),
         };
@@ -111,12 +135,14 @@ impl WarehouseConfig {
     }
 }
 
-/// Builds the writer for a target, once per cold start.
+/// Builds the writer for a target, once per cold start. Fails only on
+/// what a target needs from outside its URL (a PostgreSQL root
+/// certificate file), naming it.
 pub async fn build_writer(
     target: &WarehouseTarget,
     firehose_max_attempts: u32,
-) -> Box<dyn TableWriter> {
-    match target {
+) -> Result<Box<dyn TableWriter>, SettingError> {
+    Ok(match target {
         WarehouseTarget::Local(directory) => {
             if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
                 tracing::warn!(directory = %directory.display(), "rows go to the sandbox's local disk; set WAREHOUSE_URL");
@@ -141,8 +167,16 @@ pub async fn build_writer(
                 firehose_max_attempts,
             ))
         }
-        WarehouseTarget::Postgres { url } => Box::new(postgres::PostgresTables::new(url)),
-    }
+        WarehouseTarget::Postgres { url, tls } => {
+            Box::new(postgres::PostgresTables::new(url, tls).map_err(|why| {
+                SettingError::Invalid {
+                    variable: "WAREHOUSE_URL",
+                    value: postgres_tls::redact(url),
+                    why,
+                }
+            })?)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -179,9 +213,13 @@ mod tests {
                 },
             ),
             (
-                "postgres://u@127.0.0.1/db",
+                "postgres://u@127.0.0.1/db?sslmode=require",
                 WarehouseTarget::Postgres {
                     url: "postgres://u@127.0.0.1/db".into(),
+                    tls: postgres_tls::TlsOptions {
+                        mode: postgres_tls::TlsMode::Require,
+                        roots: None,
+                    },
                 },
             ),
             ("file:///data/wh", WarehouseTarget::Local("/data/wh".into())),

@@ -21,7 +21,9 @@ async fn main() -> Result<(), Error> {
     let config = WarehouseConfig::from_env().inspect_err(|error| {
         tracing::error!(%error, "invalid configuration");
     })?;
-    let writer = build_writer(&config.target, config.firehose_max_attempts).await;
+    let writer = build_writer(&config.target, config.firehose_max_attempts)
+        .await
+        .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
     let app: &'static App = Box::leak(Box::new(App { config, writer }));
     // The event's bytes go to the core's parser as they arrived.
     telemetry_aws::raw_event::run(move |event, context| handle(app, event, context)).await

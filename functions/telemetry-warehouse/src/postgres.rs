@@ -14,10 +14,13 @@ use telemetry_core::table::{
 use telemetry_core::warehouse::{TableWriteError, TableWriter};
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, Config};
+
+use crate::postgres_tls::{redact, RustlsConnector, TlsOptions};
 
 pub struct PostgresTables {
-    url: String,
+    config: Config,
+    tls: RustlsConnector,
     /// Where the URL points, without the password, for messages.
     display: String,
     client: Mutex<Option<Client>>,
@@ -162,26 +165,39 @@ fn to_system_time(millis: i64) -> SystemTime {
 }
 
 impl PostgresTables {
-    /// Connections are made on first use and remade after a failure.
-    pub fn new(url: &str) -> Self {
-        let display = match url.split_once('@') {
-            Some((_, host)) => format!("postgres://…@{host}"),
-            None => url.to_owned(),
-        };
-        PostgresTables {
-            url: url.to_owned(),
-            display,
+    /// `url` without its TLS settings, which `tls` holds (see
+    /// [`TlsOptions::split_from`]). Connections are made on first use and
+    /// remade after a failure; the URL and the root certificates are read
+    /// now, at cold start.
+    pub fn new(url: &str, tls: &TlsOptions) -> Result<Self, String> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|error| format!("not a PostgreSQL URL: {error}"))?;
+        config.ssl_mode(tls.ssl_mode());
+        Ok(PostgresTables {
+            config,
+            tls: tls.connector()?,
+            display: redact(url),
             client: Mutex::new(None),
             created: Mutex::new(HashSet::new()),
-        }
+        })
+    }
+
+    /// As [`PostgresTables::new`], for a URL that still carries its TLS
+    /// settings (`sslmode`, `sslrootcert`).
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let (url, tls) = TlsOptions::split_from(url)?;
+        Self::new(&url, &tls)
     }
 
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, String> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|client| client.is_closed()) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            let (client, connection) = self
+                .config
+                .connect(self.tls.clone())
                 .await
-                .map_err(|error| format!("cannot connect: {error}"))?;
+                .map_err(|error| format!("cannot connect: {}", error_chain(&error)))?;
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::warn!(%error, "PostgreSQL connection closed");
@@ -192,6 +208,22 @@ impl PostgresTables {
         }
         Ok(guard)
     }
+}
+
+/// An error with its causes: tokio-postgres says "error performing TLS
+/// handshake" and leaves the certificate's fault to the source.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[async_trait]

@@ -101,8 +101,10 @@ async fn replay(function: Function, args: &[String]) -> Result<(), String> {
         }
         Function::Warehouse => {
             let config = WarehouseConfig::from_env().map_err(|error| error.to_string())?;
-            let writer = build_writer(&config.target, config.firehose_max_attempts).await;
-            println!("rows go to {:?}", config.target);
+            let writer = build_writer(&config.target, config.firehose_max_attempts)
+                .await
+                .map_err(|error| error.to_string())?;
+            println!("rows go to {}", config.target);
             for (index, (file, event)) in events.iter().enumerate() {
                 let result = config
                     .warehouse

@@ -1,0 +1,451 @@
+//! TLS for PostgreSQL connections, asked for as libpq users already do, in
+//! the URL: `sslmode` (`disable`, `allow`, `prefer` (the default),
+//! `require`, `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file of
+//! the CA that signed the server's certificate, or `system` for the
+//! system's trust store). Managed servers such as RDS for PostgreSQL 15+
+//! refuse connections without TLS.
+//!
+//! As in libpq, `prefer` and `require` encrypt without checking who the
+//! server is (unless `require` is given a root certificate, which makes it
+//! `verify-ca`); `verify-ca` checks the certificate chain and `verify-full`
+//! the server's name too. rustls (with ring, as the AWS clients use) does
+//! the TLS; tokio-postgres only knows `disable`, `prefer` and `require`, so
+//! the other modes and `sslrootcert` are read here and taken out of the URL.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, InvalidDnsNameError, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
+use rustls::{Error as TlsError, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+
+/// How much the connection checks, in libpq's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    /// TLS when the server offers it (`allow` and `prefer`), unverified.
+    Prefer,
+    /// TLS or no connection, unverified.
+    Require,
+    /// TLS with the certificate chain checked, not the server's name.
+    VerifyCa,
+    /// TLS with the chain and the server's name checked.
+    VerifyFull,
+}
+
+/// Which certificate authorities a verifying mode trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustedRoots {
+    /// `sslrootcert=system`: the system's trust store.
+    System,
+    /// `sslrootcert=<file>`: the certificates of a PEM file.
+    File(PathBuf),
+}
+
+/// The TLS settings of a PostgreSQL URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub mode: TlsMode,
+    pub roots: Option<TrustedRoots>,
+}
+
+impl TlsOptions {
+    /// Takes `sslmode` and `sslrootcert` out of `url`; returns the rest of
+    /// the URL (for tokio-postgres) and the options.
+    pub fn split_from(url: &str) -> Result<(String, TlsOptions), String> {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, query),
+            None => (url, ""),
+        };
+        let mut mode_text = None;
+        let mut roots = None;
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "sslmode" => mode_text = Some(url_decode(value)),
+                "sslrootcert" => {
+                    let value = url_decode(value);
+                    roots = Some(match value.as_str() {
+                        "" => {
+                            return Err(
+                                "sslrootcert is empty; write a PEM file's path or \"system\""
+                                    .into(),
+                            )
+                        }
+                        "system" => TrustedRoots::System,
+                        path => TrustedRoots::File(PathBuf::from(path)),
+                    });
+                }
+                _ => kept.push(pair),
+            }
+        }
+        let mode = match mode_text.as_deref() {
+            Some("disable") => TlsMode::Disable,
+            None | Some("allow" | "prefer") => TlsMode::Prefer,
+            // libpq: `require` with a root certificate checks the chain.
+            Some("require") if roots.is_some() => TlsMode::VerifyCa,
+            Some("require") => TlsMode::Require,
+            Some("verify-ca") => TlsMode::VerifyCa,
+            Some("verify-full") => TlsMode::VerifyFull,
+            Some(other) => {
+                return Err(format!(
+                    "sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                ))
+            }
+        };
+        if matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && roots.is_none() {
+            return Err(format!(
+                "sslmode={} needs sslrootcert: the path of a PEM file of the server's CA \
+                 (for RDS, the region's bundle from truststore.pki.rds.amazonaws.com, \
+                 packaged with the function) or \"system\" for the system's trust store",
+                mode_text.unwrap_or_default()
+            ));
+        }
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        Ok((rest, TlsOptions { mode, roots }))
+    }
+
+    /// What tokio-postgres is told: whether to ask for TLS and insist on it.
+    pub fn ssl_mode(&self) -> SslMode {
+        match self.mode {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+        }
+    }
+
+    /// The connector for these options; reads the root certificates once
+    /// (at cold start).
+    pub fn connector(&self) -> Result<RustlsConnector, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = match self.mode {
+            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => None,
+            TlsMode::VerifyCa | TlsMode::VerifyFull => {
+                let roots = load_roots(self.roots.as_ref().expect("checked when parsed"))?;
+                let chain =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|error| format!("cannot use the root certificates: {error}"))?;
+                Some(chain)
+            }
+        };
+        let verifier = Arc::new(LibpqVerifier {
+            provider: provider.clone(),
+            chain,
+            check_name: self.mode == TlsMode::VerifyFull,
+        });
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| format!("cannot set up TLS: {error}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(RustlsConnector(Arc::new(config)))
+    }
+}
+
+fn load_roots(roots: &TrustedRoots) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match roots {
+        TrustedRoots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(format!(
+                    "sslrootcert=system: no certificate found in the system's trust store ({:?})",
+                    found.errors
+                ));
+            }
+        }
+        TrustedRoots::File(path) => {
+            let shown = path.display();
+            let certificates = CertificateDer::pem_file_iter(path)
+                .map_err(|error| format!("sslrootcert {shown:?} cannot be read: {error}"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| format!("sslrootcert {shown:?} is not PEM: {error}"))?;
+            let (added, _) = store.add_parsable_certificates(certificates);
+            if added == 0 {
+                return Err(format!(
+                    "sslrootcert {shown:?} holds no usable CA certificate"
+                ));
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// What libpq checks of the server's certificate in each mode. Without a
+/// chain to check (`prefer`, `require`) the certificate is taken as it
+/// is, but the handshake's signatures are still checked: the session is
+/// encrypted to whoever holds the certificate's key. `verify-ca` checks
+/// the chain and forgives a name the certificate was not issued for;
+/// `verify-full` forgives nothing.
+#[derive(Debug)]
+struct LibpqVerifier {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    check_name: bool,
+}
+
+impl ServerCertVerifier for LibpqVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(TlsError::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            checked => checked,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// tokio-postgres's TLS hook, backed by rustls. Channel binding is not
+/// offered (SCRAM authentication works without it).
+#[derive(Clone)]
+pub struct RustlsConnector(Arc<ClientConfig>);
+
+impl fmt::Debug for RustlsConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RustlsConnector")
+    }
+}
+
+impl<S> MakeTlsConnect<S> for RustlsConnector
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = PostgresTlsStream<S>;
+    type TlsConnect = RustlsConnect;
+    type Error = InvalidDnsNameError;
+
+    fn make_tls_connect(&mut self, host: &str) -> Result<RustlsConnect, InvalidDnsNameError> {
+        Ok(RustlsConnect {
+            config: self.0.clone(),
+            server_name: ServerName::try_from(host.to_owned())?,
+        })
+    }
+}
+
+pub struct RustlsConnect {
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl<S> TlsConnect<S> for RustlsConnect
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = PostgresTlsStream<S>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<PostgresTlsStream<S>>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        Box::pin(async move {
+            let stream = tokio_rustls::TlsConnector::from(self.config)
+                .connect(self.server_name, stream)
+                .await?;
+            Ok(PostgresTlsStream(stream))
+        })
+    }
+}
+
+pub struct PostgresTlsStream<S>(tokio_rustls::client::TlsStream<S>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PostgresTlsStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PostgresTlsStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for PostgresTlsStream<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        ChannelBinding::none()
+    }
+}
+
+/// `%XX` escapes decoded, as tokio-postgres reads URL values (`+` stays).
+fn url_decode(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        let escaped = tail
+            .get(..2)
+            .filter(|_| byte == b'%')
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(decoded) => {
+                out.push(decoded);
+                rest = &tail[2..];
+            }
+            None => {
+                out.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A PostgreSQL URL with its password hidden, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://…@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(url: &str) -> Result<(String, TlsOptions), String> {
+        TlsOptions::split_from(url)
+    }
+
+    #[test]
+    fn reads_libpq_modes_and_leaves_the_rest_of_the_url_to_tokio_postgres() {
+        let (rest, options) = split("postgres://u:p@db:5432/iot").unwrap();
+        assert_eq!(rest, "postgres://u:p@db:5432/iot");
+        assert_eq!(options.mode, TlsMode::Prefer);
+        let (rest, options) = split(
+            "postgres://u@db/iot?connect_timeout=5&sslmode=verify-full&sslrootcert=%2Fvar%2Ftask%2Fca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(
+            rest,
+            "postgres://u@db/iot?connect_timeout=5&application_name=x"
+        );
+        assert_eq!(
+            options,
+            TlsOptions {
+                mode: TlsMode::VerifyFull,
+                roots: Some(TrustedRoots::File("/var/task/ca.pem".into())),
+            }
+        );
+        for (query, mode) in [
+            ("sslmode=disable", TlsMode::Disable),
+            ("sslmode=allow", TlsMode::Prefer),
+            ("sslmode=require", TlsMode::Require),
+            ("sslmode=require&sslrootcert=system", TlsMode::VerifyCa),
+            ("sslmode=verify-ca&sslrootcert=system", TlsMode::VerifyCa),
+        ] {
+            let (rest, options) = split(&format!("postgres://db/x?{query}")).unwrap();
+            assert_eq!(
+                (rest.as_str(), options.mode),
+                ("postgres://db/x", mode),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mistake_names_the_setting_and_what_to_write() {
+        let error = split("postgres://db/x?sslmode=verify").unwrap_err();
+        assert!(
+            error.contains("\"verify\"") && error.contains("verify-full"),
+            "{error}"
+        );
+        let error = split("postgres://db/x?sslmode=verify-full").unwrap_err();
+        assert!(
+            error.contains("sslrootcert") && error.contains("system"),
+            "{error}"
+        );
+        let error = split("postgres://db/x?sslmode=require&sslrootcert=").unwrap_err();
+        assert!(error.contains("sslrootcert is empty"), "{error}");
+        let missing = TlsOptions {
+            mode: TlsMode::VerifyCa,
+            roots: Some(TrustedRoots::File("/nonexistent/ca.pem".into())),
+        };
+        let error = missing.connector().unwrap_err();
+        assert!(
+            error.contains("/nonexistent/ca.pem") && error.contains("cannot be read"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact("postgres://iot:s3cr%40t@db:5432/x"),
+            "postgres://…@db:5432/x"
+        );
+        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
+    }
+}
