@@ -360,13 +360,15 @@ fn url_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A PostgreSQL URL with its password hidden, for messages and logs.
+/// A PostgreSQL URL with its user and password hidden, for messages and logs.
 pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://…@{host}"),
-            None => url.to_owned(),
-        },
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The credentials are in the authority, before the path and query.
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://…@{host}{tail}"),
         None => url.to_owned(),
     }
 }
@@ -447,5 +449,9 @@ mod tests {
             "postgres://…@db:5432/x"
         );
         assert_eq!(redact("postgres://db/x"), "postgres://db/x");
+        assert_eq!(
+            redact("postgres://iot:pw@db/x?application_name=a@b"),
+            "postgres://…@db/x?application_name=a@b"
+        );
     }
 }
