@@ -32,10 +32,12 @@ pub enum InvalidReading {
     ControlCharacter { what: &'static str, value: String },
     #[error("value of {metric:?} is {value}, which CloudWatch cannot store (finite, |v| <= 2^360, |v| >= 2^-360 or 0)")]
     ValueOutOfRange { metric: String, value: f64 },
-    #[error("timestamp {timestamp} of {metric:?} is more than 14 days old (now {now})")]
+    #[error("timestamp {timestamp} of {metric:?} is more than 14 days old as CloudWatch stores it, under {stored_under} (now {now})")]
     TooOld {
         metric: String,
         timestamp: String,
+        /// The start of the reading's storage period, which the sinks send.
+        stored_under: String,
         now: String,
     },
     #[error("timestamp {timestamp} of {metric:?} is more than 2 hours ahead (now {now})")]
@@ -125,10 +127,14 @@ pub fn validate(reading: &Reading, now_ms: i64) -> Result<(), InvalidReading> {
         });
     }
     let render = crate::timestamp::millis_to_rfc3339;
-    if reading.timestamp_ms < now_ms - MAX_AGE_MS {
+    // The sinks send the start of the reading's minute (or second), which
+    // may be past the limit when the reading itself is just inside it.
+    let stored_under = reading.storage_period_start_ms();
+    if stored_under < now_ms - MAX_AGE_MS {
         return Err(InvalidReading::TooOld {
             metric: metric(),
             timestamp: render(reading.timestamp_ms),
+            stored_under: render(stored_under),
             now: render(now_ms),
         });
     }
@@ -179,6 +185,11 @@ mod tests {
             Ok(())
         );
         assert_eq!(validate(&reading("zero", 0.0, NOW), NOW), Ok(()));
+        // The oldest minute still inside the limit, and its last reading.
+        let oldest_minute = (NOW - MAX_AGE_MS).div_euclid(60_000) * 60_000 + 60_000;
+        for timestamp_ms in [oldest_minute, oldest_minute + 59_999] {
+            assert_eq!(validate(&reading("t", 1.0, timestamp_ms), NOW), Ok(()));
+        }
     }
 
     #[test]
@@ -191,6 +202,8 @@ mod tests {
             (reading("t", 1e200, NOW), "cannot store"),
             (reading("t", 1e-200, NOW), "cannot store"),
             (reading("t", 1.0, NOW - MAX_AGE_MS - 1), "14 days"),
+            // Inside the limit itself, but not the minute it is stored under.
+            (reading("t", 1.0, NOW - MAX_AGE_MS + 1), "14 days"),
             (reading("t", 1.0, NOW + MAX_AHEAD_MS + 1), "2 hours"),
             (reading("device", 1.0, NOW), "dimension"),
             (reading("a\nb", 1.0, NOW), "control"),
