@@ -7,7 +7,8 @@ use e2e_tests::{repo_root, PostgresServer};
 use serde_json::json;
 use telemetry_core::mapping::Mappings;
 use telemetry_core::pipeline::Pipeline;
-use telemetry_core::warehouse::Warehouse;
+use telemetry_core::table::{Schema, TableRows};
+use telemetry_core::warehouse::{TableWriter, Warehouse};
 use telemetry_warehouse::postgres::PostgresTables;
 
 const NOW_MS: i64 = 1_645_938_300_000;
@@ -101,4 +102,22 @@ async fn one_bad_record_and_one_failed_table_report_exactly_the_failed_record() 
     );
     assert_eq!(server.psql("SELECT message_id FROM readings"), "good");
     assert_eq!(server.psql("SELECT message_id FROM dead_letter"), "bad");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_statement_reports_what_the_database_said() {
+    let server = PostgresServer::start();
+    // A `readings` table someone created with another shape.
+    server.psql("CREATE TABLE readings (reading text)");
+    let writer = PostgresTables::from_url(&server.url).unwrap();
+    let error = writer
+        .write(&TableRows::new(Schema::readings()), "wrong-shape", NOW_MS)
+        .await
+        .expect_err("the table has other columns");
+    assert!(
+        error
+            .to_string()
+            .contains("column \"timestamp\" of relation \"readings\" does not exist"),
+        "{error}"
+    );
 }

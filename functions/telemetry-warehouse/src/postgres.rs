@@ -172,7 +172,7 @@ impl PostgresTables {
     pub fn new(url: &str, tls: &TlsOptions) -> Result<Self, String> {
         let mut config: Config = url
             .parse()
-            .map_err(|error| format!("not a PostgreSQL URL: {error}"))?;
+            .map_err(|error| format!("not a PostgreSQL URL: {}", error_chain(&error)))?;
         config.ssl_mode(tls.ssl_mode());
         Ok(PostgresTables {
             config,
@@ -210,8 +210,10 @@ impl PostgresTables {
     }
 }
 
-/// An error with its causes: tokio-postgres says "error performing TLS
-/// handshake" and leaves the certificate's fault to the source.
+/// A tokio-postgres error with its causes: on its own it says only "db
+/// error" or "error performing TLS handshake", and leaves what the server
+/// said, or what was wrong with its certificate, to the source. (The AWS
+/// clients' `DisplayErrorContext` would add a debug dump of it too.)
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -248,7 +250,9 @@ impl TableWriter for PostgresTables {
                 client
                     .batch_execute(&create_table_sql(&rows.schema))
                     .await
-                    .map_err(|error| fail(format!("cannot create table: {error}")))?;
+                    .map_err(|error| {
+                        fail(format!("cannot create table: {}", error_chain(&error)))
+                    })?;
                 created.insert(rows.schema.table.clone());
             }
         }
@@ -266,7 +270,7 @@ impl TableWriter for PostgresTables {
         let inserted = client
             .execute(&insert_sql(&rows.schema), &references)
             .await
-            .map_err(|error| fail(format!("insert failed: {error}")))?;
+            .map_err(|error| fail(format!("insert failed: {}", error_chain(&error))))?;
         Ok(format!(
             "{} table {} ({inserted} new of {} rows)",
             self.display,
