@@ -38,7 +38,7 @@ pub enum WarehouseTarget {
     /// `url` without the TLS settings, which `tls` holds.
     Postgres {
         url: String,
-        tls: postgres_tls::TlsOptions,
+        tls: postgres_tls::TlsMode,
     },
 }
 
@@ -64,7 +64,7 @@ impl WarehouseTarget {
             });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let (url, tls) = postgres_tls::TlsOptions::split_from(url)?;
+            let (url, tls) = postgres_tls::TlsMode::split_from(url)?;
             return Ok(WarehouseTarget::Postgres { url, tls });
         }
         if url.contains("://") && !url.starts_with("file://") {
@@ -86,7 +86,7 @@ impl std::fmt::Display for WarehouseTarget {
             WarehouseTarget::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             WarehouseTarget::Firehose { stream } => write!(f, "firehose://{stream}"),
             WarehouseTarget::Postgres { url, tls } => {
-                write!(f, "{} (TLS: {:?})", postgres_tls::redact(url), tls.mode)
+                write!(f, "{} (TLS: {:?})", postgres_tls::redact(url), tls)
             }
         }
     }
@@ -216,10 +216,7 @@ mod tests {
                 "postgres://u@127.0.0.1/db?sslmode=require",
                 WarehouseTarget::Postgres {
                     url: "postgres://u@127.0.0.1/db".into(),
-                    tls: postgres_tls::TlsOptions {
-                        mode: postgres_tls::TlsMode::Require,
-                        roots: None,
-                    },
+                    tls: postgres_tls::TlsMode::Require,
                 },
             ),
             ("file:///data/wh", WarehouseTarget::Local("/data/wh".into())),

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config};
 
-use crate::postgres_tls::{redact, RustlsConnector, TlsOptions};
+use crate::postgres_tls::{redact, RustlsConnector, TlsMode};
 
 pub struct PostgresTables {
     config: Config,
@@ -166,10 +166,10 @@ fn to_system_time(millis: i64) -> SystemTime {
 
 impl PostgresTables {
     /// `url` without its TLS settings, which `tls` holds (see
-    /// [`TlsOptions::split_from`]). Connections are made on first use and
+    /// [`TlsMode::split_from`]). Connections are made on first use and
     /// remade after a failure; the URL and the root certificates are read
     /// now, at cold start.
-    pub fn new(url: &str, tls: &TlsOptions) -> Result<Self, String> {
+    pub fn new(url: &str, tls: &TlsMode) -> Result<Self, String> {
         let mut config: Config = url
             .parse()
             .map_err(|error| format!("not a PostgreSQL URL: {}", error_chain(&error)))?;
@@ -186,7 +186,7 @@ impl PostgresTables {
     /// As [`PostgresTables::new`], for a URL that still carries its TLS
     /// settings (`sslmode`, `sslrootcert`).
     pub fn from_url(url: &str) -> Result<Self, String> {
-        let (url, tls) = TlsOptions::split_from(url)?;
+        let (url, tls) = TlsMode::split_from(url)?;
         Self::new(&url, &tls)
     }
 

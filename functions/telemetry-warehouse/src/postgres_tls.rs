@@ -31,8 +31,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
-/// How much the connection checks, in libpq's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How much the connection checks, in libpq's terms; the verifying modes
+/// carry the certificate authorities they trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsMode {
     Disable,
     /// TLS when the server offers it (`allow` and `prefer`), unverified.
@@ -40,9 +41,9 @@ pub enum TlsMode {
     /// TLS or no connection, unverified.
     Require,
     /// TLS with the certificate chain checked, not the server's name.
-    VerifyCa,
+    VerifyCa(TrustedRoots),
     /// TLS with the chain and the server's name checked.
-    VerifyFull,
+    VerifyFull(TrustedRoots),
 }
 
 /// Which certificate authorities a verifying mode trusts.
@@ -54,17 +55,10 @@ pub enum TrustedRoots {
     File(PathBuf),
 }
 
-/// The TLS settings of a PostgreSQL URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsOptions {
-    pub mode: TlsMode,
-    pub roots: Option<TrustedRoots>,
-}
-
-impl TlsOptions {
+impl TlsMode {
     /// Takes `sslmode` and `sslrootcert` out of `url`; returns the rest of
-    /// the URL (for tokio-postgres) and the options.
-    pub fn split_from(url: &str) -> Result<(String, TlsOptions), String> {
+    /// the URL (for tokio-postgres) and the mode they ask for.
+    pub fn split_from(url: &str) -> Result<(String, TlsMode), String> {
         let (base, query) = match url.split_once('?') {
             Some((base, query)) => (base, query),
             None => (url, ""),
@@ -92,53 +86,51 @@ impl TlsOptions {
                 _ => kept.push(pair),
             }
         }
-        let mode = match mode_text.as_deref() {
-            Some("disable") => TlsMode::Disable,
-            None | Some("allow" | "prefer") => TlsMode::Prefer,
+        let mode = match (mode_text.as_deref(), roots) {
+            (Some("disable"), _) => TlsMode::Disable,
+            (None | Some("allow" | "prefer"), _) => TlsMode::Prefer,
+            (Some("require"), None) => TlsMode::Require,
             // libpq: `require` with a root certificate checks the chain.
-            Some("require") if roots.is_some() => TlsMode::VerifyCa,
-            Some("require") => TlsMode::Require,
-            Some("verify-ca") => TlsMode::VerifyCa,
-            Some("verify-full") => TlsMode::VerifyFull,
-            Some(other) => {
+            (Some("require" | "verify-ca"), Some(roots)) => TlsMode::VerifyCa(roots),
+            (Some("verify-full"), Some(roots)) => TlsMode::VerifyFull(roots),
+            (Some(verifying @ ("verify-ca" | "verify-full")), None) => {
+                return Err(format!(
+                    "sslmode={verifying} needs sslrootcert: the path of a PEM file of the server's CA \
+                     (for RDS, the region's bundle from truststore.pki.rds.amazonaws.com, \
+                     packaged with the function) or \"system\" for the system's trust store"
+                ))
+            }
+            (Some(other), _) => {
                 return Err(format!(
                     "sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
                 ))
             }
         };
-        if matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && roots.is_none() {
-            return Err(format!(
-                "sslmode={} needs sslrootcert: the path of a PEM file of the server's CA \
-                 (for RDS, the region's bundle from truststore.pki.rds.amazonaws.com, \
-                 packaged with the function) or \"system\" for the system's trust store",
-                mode_text.unwrap_or_default()
-            ));
-        }
         let rest = if kept.is_empty() {
             base.to_owned()
         } else {
             format!("{base}?{}", kept.join("&"))
         };
-        Ok((rest, TlsOptions { mode, roots }))
+        Ok((rest, mode))
     }
 
     /// What tokio-postgres is told: whether to ask for TLS and insist on it.
     pub fn ssl_mode(&self) -> SslMode {
-        match self.mode {
+        match self {
             TlsMode::Disable => SslMode::Disable,
             TlsMode::Prefer => SslMode::Prefer,
-            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+            TlsMode::Require | TlsMode::VerifyCa(_) | TlsMode::VerifyFull(_) => SslMode::Require,
         }
     }
 
-    /// The connector for these options; reads the root certificates once
-    /// (at cold start).
+    /// The connector for this mode; reads the root certificates once (at
+    /// cold start).
     pub fn connector(&self) -> Result<RustlsConnector, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let chain = match self.mode {
+        let chain = match self {
             TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => None,
-            TlsMode::VerifyCa | TlsMode::VerifyFull => {
-                let roots = load_roots(self.roots.as_ref().expect("checked when parsed"))?;
+            TlsMode::VerifyCa(roots) | TlsMode::VerifyFull(roots) => {
+                let roots = load_roots(roots)?;
                 let chain =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
@@ -149,7 +141,7 @@ impl TlsOptions {
         let verifier = Arc::new(LibpqVerifier {
             provider: provider.clone(),
             chain,
-            check_name: self.mode == TlsMode::VerifyFull,
+            check_name: matches!(self, TlsMode::VerifyFull(_)),
         });
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -377,16 +369,16 @@ pub fn redact(url: &str) -> String {
 mod tests {
     use super::*;
 
-    fn split(url: &str) -> Result<(String, TlsOptions), String> {
-        TlsOptions::split_from(url)
+    fn split(url: &str) -> Result<(String, TlsMode), String> {
+        TlsMode::split_from(url)
     }
 
     #[test]
     fn reads_libpq_modes_and_leaves_the_rest_of_the_url_to_tokio_postgres() {
-        let (rest, options) = split("postgres://u:p@db:5432/iot").unwrap();
+        let (rest, mode) = split("postgres://u:p@db:5432/iot").unwrap();
         assert_eq!(rest, "postgres://u:p@db:5432/iot");
-        assert_eq!(options.mode, TlsMode::Prefer);
-        let (rest, options) = split(
+        assert_eq!(mode, TlsMode::Prefer);
+        let (rest, mode) = split(
             "postgres://u@db/iot?connect_timeout=5&sslmode=verify-full&sslrootcert=%2Fvar%2Ftask%2Fca.pem&application_name=x",
         )
         .unwrap();
@@ -395,22 +387,25 @@ mod tests {
             "postgres://u@db/iot?connect_timeout=5&application_name=x"
         );
         assert_eq!(
-            options,
-            TlsOptions {
-                mode: TlsMode::VerifyFull,
-                roots: Some(TrustedRoots::File("/var/task/ca.pem".into())),
-            }
+            mode,
+            TlsMode::VerifyFull(TrustedRoots::File("/var/task/ca.pem".into()))
         );
         for (query, mode) in [
             ("sslmode=disable", TlsMode::Disable),
             ("sslmode=allow", TlsMode::Prefer),
             ("sslmode=require", TlsMode::Require),
-            ("sslmode=require&sslrootcert=system", TlsMode::VerifyCa),
-            ("sslmode=verify-ca&sslrootcert=system", TlsMode::VerifyCa),
+            (
+                "sslmode=require&sslrootcert=system",
+                TlsMode::VerifyCa(TrustedRoots::System),
+            ),
+            (
+                "sslmode=verify-ca&sslrootcert=system",
+                TlsMode::VerifyCa(TrustedRoots::System),
+            ),
         ] {
-            let (rest, options) = split(&format!("postgres://db/x?{query}")).unwrap();
+            let (rest, parsed) = split(&format!("postgres://db/x?{query}")).unwrap();
             assert_eq!(
-                (rest.as_str(), options.mode),
+                (rest.as_str(), parsed),
                 ("postgres://db/x", mode),
                 "{query}"
             );
@@ -431,10 +426,7 @@ mod tests {
         );
         let error = split("postgres://db/x?sslmode=require&sslrootcert=").unwrap_err();
         assert!(error.contains("sslrootcert is empty"), "{error}");
-        let missing = TlsOptions {
-            mode: TlsMode::VerifyCa,
-            roots: Some(TrustedRoots::File("/nonexistent/ca.pem".into())),
-        };
+        let missing = TlsMode::VerifyCa(TrustedRoots::File("/nonexistent/ca.pem".into()));
         let error = missing.connector().unwrap_err();
         assert!(
             error.contains("/nonexistent/ca.pem") && error.contains("cannot be read"),
