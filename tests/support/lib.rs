@@ -600,11 +600,22 @@ impl PostgresServer {
         ));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data).unwrap();
+        // The server's certificate and key, private to its account.
+        for (from, name) in tls.iter().flat_map(|c| {
+            [
+                (&c.server_certificate, "server.pem"),
+                (&c.server_key, "server.key"),
+            ]
+        }) {
+            let to = data.join(name);
+            std::fs::copy(from, &to).unwrap();
+            Command::new("chmod").arg("600").arg(&to).status().unwrap();
+        }
         // initdb refuses to run as root: use the postgres account then.
         let as_postgres = running_as_root();
         if as_postgres {
             Command::new("chown")
-                .args(["postgres:postgres"])
+                .args(["-R", "postgres:postgres"])
                 .arg(&data)
                 .status()
                 .unwrap();
@@ -645,23 +656,7 @@ impl PostgresServer {
         )
         .unwrap_or_else(|error| panic!("{error}"));
         let mut tls_options = String::new();
-        if let Some(certificates) = tls {
-            // The key must belong to the server's account and be private.
-            for (from, name) in [
-                (&certificates.server_certificate, "server.pem"),
-                (&certificates.server_key, "server.key"),
-            ] {
-                let to = data.join(name);
-                std::fs::copy(from, &to).unwrap();
-                Command::new("chmod").arg("600").arg(&to).status().unwrap();
-                if as_postgres {
-                    Command::new("chown")
-                        .arg("postgres:postgres")
-                        .arg(&to)
-                        .status()
-                        .unwrap();
-                }
-            }
+        if tls.is_some() {
             std::fs::write(
                 cluster.join("pg_hba.conf"),
                 "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
