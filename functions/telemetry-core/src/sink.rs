@@ -76,7 +76,6 @@ impl MetricsSink for EmfSink {
             Err(poisoned) => poisoned.into_inner(),
         };
         buffer.clear();
-        buffer.reserve(readings.len() * 220);
         self.encoder.encode(readings, &mut buffer);
         let mut writer = match self.writer.lock() {
             Ok(writer) => writer,
@@ -146,13 +145,15 @@ mod tests {
     use super::*;
     use crate::unit::Unit;
 
+    /// Readings that share no document (each its own device): the most
+    /// EMF a batch can take.
     fn readings(count: usize) -> Vec<Reading> {
         (0..count)
             .map(|index| Reading {
                 unit: Unit::Percent,
                 message: index as u32,
                 ..Reading::sample(
-                    &format!("raspberrypi-{:03}", index % 100),
+                    &format!("raspberrypi-{index:05}"),
                     &format!("cpu usage (raspberrypi-{:03})", index % 100),
                     index as f64,
                     1_645_938_062_000,
