@@ -35,13 +35,13 @@ MESSAGES = 10_000
 DEVICES = 100
 COLD_RUNS = 7
 WARM_RUNS = 5
-# Alternating rounds of the in-process comparison; runs per round (after
-# one warm-up): ours takes ~15 ms a run, the baseline ~1 s.
+# Alternating rounds of the in-process comparison, and runs per round
+# (after one warm-up). Each side's best run is taken over a few seconds: ours
+# at ~7 ms a run needs hundreds of runs to span the baseline's 10 runs of
+# ~0.4 s. (With 20 runs, ours was a 0.15 s burst that a slow spell of the
+# machine could cover whole, while the baseline's best came from the spell's
+# other side.)
 PAIRED_ROUNDS = 5
-# Each side's best run is taken over a few seconds: ours at ~7 ms a run
-# needs hundreds of runs to span the baseline's 10 runs of ~0.4 s. (With 20
-# runs, ours was a 0.15 s burst that a slow spell of the machine could cover
-# whole, while the baseline's best came from the spell's other side.)
 OURS_IN_PROCESS_RUNS = 400
 BASELINE_IN_PROCESS_RUNS = 10
 
