@@ -220,7 +220,7 @@ def build():
            dead_letters=[{"message_id": "2070443601311540", "reason": "no numeric field"}], response={"messages": 1})
 
     # ---- malformed ---------------------------------------------------------
-    sample("malformed--not-json.json", None, dead_letters=[{"message_id": "", "reason": "unreadable event"}],
+    sample("malformed--not-json.json", None, dead_letters=[{"message_id": "event-test-request", "reason": "unreadable event"}],
            response={"dead_lettered": 1})
     mixed = [
         sqs_record(rule_output("temp"), "aaaaaaaa-0000-4000-8000-000000000001"),

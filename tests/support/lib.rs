@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use telemetry_core::deadletter::DeadLetter;
+use telemetry_core::sink::dead_letter::DeadLetter;
 use telemetry_core::sink::{DeadLetterError, DeadLetterSink};
 
 /// The repository root.

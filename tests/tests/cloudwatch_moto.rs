@@ -11,7 +11,7 @@ use e2e_tests::{
 };
 use serde_json::Value;
 use telemetry_aws::cloudwatch::CloudWatchSink;
-use telemetry_core::pipeline::Pipeline;
+use telemetry_core::invocation::InvocationSettings;
 
 const NAMESPACE: &str = "IoT/Test";
 
@@ -52,7 +52,7 @@ async fn ten_thousand_readings_from_100_devices_take_one_call_and_read_back() {
     let event = sqs_event(100, 100, start.timestamp());
     start_recording(&moto.endpoint);
     let dead = CapturedDeadLetters::default();
-    let (response, counts) = Pipeline::default()
+    let (response, counts) = InvocationSettings::default()
         .process_metrics(&event, "req-1", Utc::now().timestamp_millis(), &sink, &dead)
         .await
         .unwrap();
@@ -140,8 +140,8 @@ async fn ten_thousand_readings_from_100_devices_take_one_call_and_read_back() {
 /// under PutMetricData's 1 MB, and requests are still packed well.
 #[tokio::test(flavor = "multi_thread")]
 async fn full_requests_stay_under_one_megabyte_as_the_sdk_sends_them() {
-    use telemetry_core::cloudwatch::{plan_requests, MAX_REQUEST_BYTES};
     use telemetry_core::reading::Reading;
+    use telemetry_core::sink::cloudwatch::{plan_requests, MAX_REQUEST_BYTES};
     use telemetry_core::sink::MetricsSink;
     let moto = MotoServer::start();
     let sdk = sdk_config(&moto.endpoint).await;
@@ -154,7 +154,7 @@ async fn full_requests_stay_under_one_megabyte_as_the_sdk_sends_them() {
             device: format!("sensor-with-a-long-device-name-{:03}", i % 200).into(),
             metric: "temperature".into(),
             value: -(1.234_567_890_123_456_7e-100 * (1.0 + f64::from(i) * 1e-9)),
-            unit: telemetry_core::unit::Unit::None,
+            unit: telemetry_core::payload::unit::Unit::None,
             timestamp_ms: minute_ms,
             dimensions: Vec::new(),
             high_resolution: false,
@@ -166,7 +166,11 @@ async fn full_requests_stay_under_one_megabyte_as_the_sdk_sends_them() {
 
     start_recording(&moto.endpoint);
     let delivery = sink.send(&readings).await;
-    assert!(delivery.failed_messages.is_empty(), "{:?}", delivery.error);
+    assert!(
+        delivery.retry.is_empty() && delivery.refused.is_empty(),
+        "{:?}",
+        delivery.error
+    );
     let bodies: Vec<Vec<u8>> = recorded_requests(&moto.endpoint)
         .into_iter()
         .filter(|(action, _)| action == "PutMetricData")
@@ -205,7 +209,7 @@ async fn throttling_is_retried_and_persistent_failure_is_reported_per_record() {
     let proxy = ThrottlingProxy::start(&moto.endpoint, 2);
     let sdk = sdk_config(&proxy.endpoint).await;
     let sink = CloudWatchSink::new(&sdk, NAMESPACE, 5);
-    let (response, _) = Pipeline::default()
+    let (response, _) = InvocationSettings::default()
         .process_metrics(&sqs_event(2, 3, start), "req-2", now_ms, &sink, &dead)
         .await
         .unwrap();
@@ -219,7 +223,7 @@ async fn throttling_is_retried_and_persistent_failure_is_reported_per_record() {
     let proxy = ThrottlingProxy::start(&moto.endpoint, usize::MAX);
     let sdk = sdk_config(&proxy.endpoint).await;
     let sink = CloudWatchSink::new(&sdk, NAMESPACE, 2);
-    let (response, counts) = Pipeline::default()
+    let (response, counts) = InvocationSettings::default()
         .process_metrics(&sqs_event(2, 3, start), "req-3", now_ms, &sink, &dead)
         .await
         .unwrap();

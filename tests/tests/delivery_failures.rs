@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use e2e_tests::{repo_root, CapturedDeadLetters};
 use serde_json::{json, Value};
-use telemetry_core::pipeline::Pipeline;
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::outcome::{Delivery, FailureKind};
 use telemetry_core::reading::Reading;
-use telemetry_core::sink::{Delivery, MetricsSink};
+use telemetry_core::sink::MetricsSink;
 
 /// Fails the readings of every message whose payload names `bad_device`.
 struct FailingFor {
@@ -22,10 +23,34 @@ impl MetricsSink for FailingFor {
             .collect();
         failed.dedup();
         Delivery {
-            failed_messages: failed,
+            retry: failed,
             error: Some("simulated throttling".into()),
             api_calls: 1,
+            ..Delivery::default()
         }
+    }
+}
+
+/// Refuses for good the readings of every message whose payload names
+/// `bad_device`, as CloudWatch does a request it finds invalid.
+struct RefusingFor {
+    bad_device: &'static str,
+}
+
+#[async_trait]
+impl MetricsSink for RefusingFor {
+    async fn send(&self, readings: &[Reading]) -> Delivery {
+        let mut refused: Vec<u32> = readings
+            .iter()
+            .filter(|reading| reading.device == self.bad_device)
+            .map(|reading| reading.message)
+            .collect();
+        refused.dedup();
+        Delivery::failed(
+            &refused,
+            "InvalidParameterValue: simulated".into(),
+            FailureKind::Permanent,
+        )
     }
 }
 
@@ -56,7 +81,7 @@ async fn one_bad_record_and_one_sink_failure_report_only_the_failed_record() {
         ),
     ]);
     let dead = CapturedDeadLetters::default();
-    let (response, counts) = Pipeline::default()
+    let (response, counts) = InvocationSettings::default()
         .process_metrics(
             &event,
             "r",
@@ -93,7 +118,7 @@ async fn dead_letters_that_cannot_be_written_are_retried_instead() {
         fail: true,
         ..Default::default()
     };
-    let (response, _) = Pipeline::default()
+    let (response, _) = InvocationSettings::default()
         .process_metrics(
             &event,
             "r",
@@ -113,7 +138,7 @@ async fn dead_letters_that_cannot_be_written_are_retried_instead() {
 async fn asynchronous_triggers_fail_the_invocation_so_lambda_retries() {
     let event = std::fs::read(repo_root().join("events/iot-rule--temp.json")).unwrap();
     let dead = CapturedDeadLetters::default();
-    let error = Pipeline::default()
+    let error = InvocationSettings::default()
         .process_metrics(
             &event,
             "r",
@@ -134,9 +159,9 @@ async fn asynchronous_triggers_fail_the_invocation_so_lambda_retries() {
 #[tokio::test]
 async fn pubsub_push_over_http_answers_503_so_pubsub_redelivers() {
     let event = std::fs::read(repo_root().join("events/pubsub-http--temp.json")).unwrap();
-    let pipeline = Pipeline {
+    let pipeline = InvocationSettings {
         verification_token: Some("sample-token".into()),
-        ..Pipeline::default()
+        ..InvocationSettings::default()
     };
     let dead = CapturedDeadLetters::default();
     let (response, _) = pipeline
@@ -158,7 +183,7 @@ async fn pubsub_push_over_http_answers_503_so_pubsub_redelivers() {
 async fn kinesis_reports_sequence_numbers() {
     let event = std::fs::read(repo_root().join("events/kinesis--temp.json")).unwrap();
     let dead = CapturedDeadLetters::default();
-    let (response, _) = Pipeline::default()
+    let (response, _) = InvocationSettings::default()
         .process_metrics(
             &event,
             "r",
@@ -174,4 +199,61 @@ async fn kinesis_reports_sequence_numbers() {
         response.to_json(),
         json!({"batchItemFailures": [{"itemIdentifier": "49590338271490256608559692538361571095921575989136588898"}]})
     );
+}
+
+#[tokio::test]
+async fn a_permanent_sink_failure_is_dead_lettered_not_retried() {
+    let event = sqs(&[
+        (
+            "good",
+            r#"{"timestamp": 1645938060, "device": "ok-sensor", "temperature": 17.9}"#,
+        ),
+        (
+            "refused",
+            r#"{"timestamp": 1645938061, "device": "refused-sensor", "temperature": 18.0}"#,
+        ),
+    ]);
+    let dead = CapturedDeadLetters::default();
+    let (response, counts) = InvocationSettings::default()
+        .process_metrics(
+            &event,
+            "req",
+            NOW_MS,
+            &RefusingFor {
+                bad_device: "refused-sensor",
+            },
+            &dead,
+        )
+        .await
+        .unwrap();
+    // Nothing to retry: a refused request would be refused again.
+    assert_eq!(response.to_json(), json!({"batchItemFailures": []}));
+    let letters = dead.letters.lock().unwrap().clone();
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(letters[0].message_id, "refused");
+    assert!(
+        letters[0].reason.contains("InvalidParameterValue"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!((counts.dead_lettered, counts.retried), (1, 0));
+
+    // The same refusal through a trigger without batch answers is not an
+    // invocation error either: the message is dead-lettered, not retried.
+    let dead = CapturedDeadLetters::default();
+    let rule_event =
+        br#"{"timestamp": 1645938061, "device": "refused-sensor", "temperature": 18.0}"#;
+    let outcome = InvocationSettings::default()
+        .process_metrics(
+            rule_event,
+            "req",
+            NOW_MS,
+            &RefusingFor {
+                bad_device: "refused-sensor",
+            },
+            &dead,
+        )
+        .await;
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(dead.letters.lock().unwrap().len(), 1);
 }

@@ -3,17 +3,15 @@
 
 use e2e_tests::{parse_emf, repo_root, CapturedDeadLetters, EmittedMetric};
 use serde_json::json;
-use telemetry_core::mapping::Mappings;
-use telemetry_core::pipeline::Pipeline;
-use telemetry_core::sink::{EmfSink, SharedBuffer};
+use telemetry_core::config::pipeline_file::PipelineFile;
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::sink::emf::EmfSink;
+use telemetry_core::sink::SharedBuffer;
 
 async fn run(event: serde_json::Value, now_ms: i64) -> (Vec<EmittedMetric>, usize) {
-    let mappings = Mappings::load(&repo_root().join("config/reference-pipelines.toml")).unwrap();
-    assert_eq!(mappings.namespace.as_deref(), Some("IoT/Telemetry"));
-    let pipeline = Pipeline {
-        mappings,
-        ..Pipeline::default()
-    };
+    let file = PipelineFile::load(&repo_root().join("config/reference-pipelines.toml")).unwrap();
+    assert_eq!(file.namespace.as_deref(), Some("IoT/Telemetry"));
+    let pipeline = InvocationSettings::from(file);
     let output = SharedBuffer::default();
     let emf = EmfSink::new("IoT/Telemetry", Box::new(output.clone()));
     let dead = CapturedDeadLetters::default();
@@ -77,9 +75,10 @@ async fn nightlight_is_high_resolution_and_named_by_its_topic() {
     assert_eq!(metrics[0].metric, "light");
     let output = SharedBuffer::default();
     let emf = EmfSink::new("N", Box::new(output.clone()));
-    let pipeline = Pipeline {
-        mappings: Mappings::load(&repo_root().join("config/reference-pipelines.toml")).unwrap(),
-        ..Pipeline::default()
+    let pipeline = InvocationSettings {
+        ..PipelineFile::load(&repo_root().join("config/reference-pipelines.toml"))
+            .unwrap()
+            .into()
     };
     pipeline
         .process_metrics(

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use e2e_tests::{parse_emf, repo_root, CapturedDeadLetters, EmittedMetric};
 use serde_json::Value;
-use telemetry_core::pipeline::Pipeline;
-use telemetry_core::sink::{EmfSink, SharedBuffer};
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::sink::emf::EmfSink;
+use telemetry_core::sink::SharedBuffer;
 
 const SAMPLE_TOKEN: &str = "sample-token";
 
@@ -63,9 +64,9 @@ async fn check(event_path: &Path) {
     let now_ms = chrono::DateTime::parse_from_rfc3339(expected["now"].as_str().unwrap())
         .unwrap()
         .timestamp_millis();
-    let pipeline = Pipeline {
+    let pipeline = InvocationSettings {
         verification_token: Some(SAMPLE_TOKEN.into()),
-        ..Pipeline::default()
+        ..InvocationSettings::default()
     };
     let output = SharedBuffer::default();
     let emf = EmfSink::new("IoT/Telemetry", Box::new(output.clone()));

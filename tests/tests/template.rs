@@ -211,8 +211,8 @@ fn glue_tables_match_the_parquet_schemas() {
     let template = template();
     let tables = resources(&template, "AWS::Glue::Table");
     for schema in [
-        telemetry_core::table::Schema::readings(),
-        telemetry_core::table::Schema::dead_letter(),
+        telemetry_core::warehouse::tables::Schema::readings(),
+        telemetry_core::warehouse::tables::Schema::dead_letter(),
     ] {
         let table = tables
             .values()
@@ -235,10 +235,10 @@ fn glue_tables_match_the_parquet_schemas() {
             .iter()
             .map(|(name, kind)| {
                 let glue = match kind {
-                    telemetry_core::table::ColumnType::Timestamp => "timestamp",
-                    telemetry_core::table::ColumnType::Float => "double",
-                    telemetry_core::table::ColumnType::Integer => "bigint",
-                    telemetry_core::table::ColumnType::Boolean => "boolean",
+                    telemetry_core::warehouse::tables::ColumnType::Timestamp => "timestamp",
+                    telemetry_core::warehouse::tables::ColumnType::Float => "double",
+                    telemetry_core::warehouse::tables::ColumnType::Integer => "bigint",
+                    telemetry_core::warehouse::tables::ColumnType::Boolean => "boolean",
                     _ => "string",
                 };
                 (name.clone(), glue.to_owned())

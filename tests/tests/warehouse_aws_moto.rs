@@ -10,21 +10,18 @@ use e2e_tests::{
 use serde_json::{json, Value};
 use telemetry_aws::firehose::FirehoseTables;
 use telemetry_aws::s3::S3Objects;
-use telemetry_core::mapping::Mappings;
-use telemetry_core::pipeline::Pipeline;
-use telemetry_core::table::{Cell, Schema, TableRows};
-use telemetry_core::warehouse::{TableWriter, Warehouse};
+use telemetry_core::config::pipeline_file::PipelineFile;
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::warehouse::tables::{Cell, Schema, TableRows};
+use telemetry_core::warehouse::TableWriter;
 use telemetry_warehouse::parquet_tables::ParquetTables;
 
 const NOW_MS: i64 = 1_645_938_300_000;
 
-fn warehouse() -> Warehouse {
-    Warehouse {
-        pipeline: Pipeline {
-            mappings: Mappings::load(&repo_root().join("config/reference-pipelines.toml")).unwrap(),
-            ..Pipeline::default()
-        },
-    }
+fn warehouse() -> InvocationSettings {
+    PipelineFile::load(&repo_root().join("config/reference-pipelines.toml"))
+        .unwrap()
+        .into()
 }
 
 async fn object_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
@@ -64,7 +61,7 @@ async fn parquet_in_s3_has_the_local_layout_and_reads_back() {
     };
     let event = std::fs::read(repo_root().join("events/iot-rule--batch.json")).unwrap();
     let (response, counts) = warehouse()
-        .process(&event, "req-s3", NOW_MS, &writer)
+        .process_warehouse(&event, "req-s3", NOW_MS, &writer)
         .await
         .unwrap();
     assert_eq!(counts.readings_accepted, 4, "{}", response.to_json());

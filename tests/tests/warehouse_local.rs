@@ -5,20 +5,17 @@ use std::path::{Path, PathBuf};
 
 use e2e_tests::{duckdb_query, repo_root};
 use serde_json::{json, Value};
-use telemetry_core::mapping::Mappings;
-use telemetry_core::pipeline::Pipeline;
-use telemetry_core::warehouse::{LocalDirectory, Warehouse};
+use telemetry_core::config::pipeline_file::PipelineFile;
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::warehouse::LocalDirectory;
 use telemetry_warehouse::parquet_tables::ParquetTables;
 
 const NOW_MS: i64 = 1_645_938_300_000; // 2022-02-27T05:05:00Z
 
-fn warehouse() -> Warehouse {
-    Warehouse {
-        pipeline: Pipeline {
-            mappings: Mappings::load(&repo_root().join("config/reference-pipelines.toml")).unwrap(),
-            ..Pipeline::default()
-        },
-    }
+fn warehouse() -> InvocationSettings {
+    PipelineFile::load(&repo_root().join("config/reference-pipelines.toml"))
+        .unwrap()
+        .into()
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -35,7 +32,7 @@ async fn ingest(dir: &Path, file: &str, request_id: &str) -> Value {
     };
     let event = std::fs::read(repo_root().join("events").join(file)).unwrap();
     let (response, _) = warehouse()
-        .process(&event, request_id, NOW_MS, &writer)
+        .process_warehouse(&event, request_id, NOW_MS, &writer)
         .await
         .unwrap_or_else(|e| panic!("{file}: {e}"));
     response.to_json()
@@ -242,7 +239,7 @@ async fn hostile_device_names_are_data_and_duplicates_are_removable_by_query() {
     // Delivered twice, as at-least-once sources do.
     for request in ["first", "again"] {
         warehouse()
-            .process(event.as_bytes(), request, NOW_MS, &writer)
+            .process_warehouse(event.as_bytes(), request, NOW_MS, &writer)
             .await
             .unwrap();
     }

@@ -5,21 +5,18 @@
 use base64::Engine;
 use e2e_tests::{repo_root, PostgresServer};
 use serde_json::json;
-use telemetry_core::mapping::Mappings;
-use telemetry_core::pipeline::Pipeline;
-use telemetry_core::table::{Schema, TableRows};
-use telemetry_core::warehouse::{TableWriter, Warehouse};
+use telemetry_core::config::pipeline_file::PipelineFile;
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::warehouse::tables::{Schema, TableRows};
+use telemetry_core::warehouse::TableWriter;
 use telemetry_warehouse::postgres::PostgresTables;
 
 const NOW_MS: i64 = 1_645_938_300_000;
 
-fn warehouse() -> Warehouse {
-    Warehouse {
-        pipeline: Pipeline {
-            mappings: Mappings::load(&repo_root().join("config/reference-pipelines.toml")).unwrap(),
-            ..Pipeline::default()
-        },
-    }
+fn warehouse() -> InvocationSettings {
+    PipelineFile::load(&repo_root().join("config/reference-pipelines.toml"))
+        .unwrap()
+        .into()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -31,7 +28,7 @@ async fn postgres_tables_are_created_idempotent_and_injection_proof() {
     // The same SQS batch delivered twice: no duplicate rows.
     for request in ["first", "redelivered"] {
         let (response, _) = warehouse()
-            .process(&event, request, NOW_MS, &writer)
+            .process_warehouse(&event, request, NOW_MS, &writer)
             .await
             .unwrap();
         assert_eq!(response.to_json(), json!({"batchItemFailures": []}));
@@ -57,7 +54,7 @@ async fn postgres_tables_are_created_idempotent_and_injection_proof() {
     ]})
     .to_string();
     warehouse()
-        .process(hostile.as_bytes(), "hostile", NOW_MS, &writer)
+        .process_warehouse(hostile.as_bytes(), "hostile", NOW_MS, &writer)
         .await
         .unwrap();
     assert_eq!(
@@ -72,7 +69,7 @@ async fn postgres_tables_are_created_idempotent_and_injection_proof() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_bad_record_and_one_failed_table_report_exactly_the_failed_record() {
+async fn one_bad_record_and_one_refused_table_dead_letter_exactly_their_records() {
     let server = PostgresServer::start();
     // A `tweets` table someone created with another shape: inserts into it fail.
     server.psql("CREATE TABLE tweets (tweet text)");
@@ -93,15 +90,22 @@ async fn one_bad_record_and_one_failed_table_report_exactly_the_failed_record() 
     ]})
     .to_string();
     let (response, _) = warehouse()
-        .process(event.as_bytes(), "mixed", NOW_MS, &writer)
+        .process_warehouse(event.as_bytes(), "mixed", NOW_MS, &writer)
         .await
         .unwrap();
-    assert_eq!(
-        response.to_json(),
-        json!({"batchItemFailures": [{"itemIdentifier": "tweet"}]})
-    );
+    // The table refuses the tweet's rows for good (SQLSTATE 42703): the
+    // message is dead-lettered with the database's words, not retried.
+    assert_eq!(response.to_json(), json!({"batchItemFailures": []}));
     assert_eq!(server.psql("SELECT message_id FROM readings"), "good");
-    assert_eq!(server.psql("SELECT message_id FROM dead_letter"), "bad");
+    assert_eq!(
+        server.psql("SELECT message_id FROM dead_letter ORDER BY message_id"),
+        "bad\ntweet"
+    );
+    let reason = server.psql("SELECT reason FROM dead_letter WHERE message_id = 'tweet'");
+    assert!(
+        reason.contains("column \"id\" of relation \"tweets\" does not exist"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,9 +4,9 @@
 
 use e2e_tests::{repo_root, PostgresServer, TestCertificates};
 use serde_json::json;
-use telemetry_core::pipeline::Pipeline;
-use telemetry_core::table::{Schema, TableRows};
-use telemetry_core::warehouse::{TableWriter, Warehouse};
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::warehouse::tables::{Schema, TableRows};
+use telemetry_core::warehouse::TableWriter;
 use telemetry_warehouse::postgres::PostgresTables;
 
 const NOW_MS: i64 = 1_645_938_300_000;
@@ -22,9 +22,7 @@ async fn rows_reach_a_tls_only_server_as_each_sslmode_allows() {
         certificates.other_ca.display(),
     );
     let event = std::fs::read(repo_root().join("events/sqs--temp.json")).unwrap();
-    let warehouse = Warehouse {
-        pipeline: Pipeline::default(),
-    };
+    let warehouse = InvocationSettings::default();
 
     let accepted = [
         // The certificate's chain and name checked.
@@ -42,7 +40,7 @@ async fn rows_reach_a_tls_only_server_as_each_sslmode_allows() {
     for (attempt, url) in accepted.iter().enumerate() {
         let writer = PostgresTables::from_url(url).unwrap();
         let (response, _) = warehouse
-            .process(&event, &format!("tls-{attempt}"), NOW_MS, &writer)
+            .process_warehouse(&event, &format!("tls-{attempt}"), NOW_MS, &writer)
             .await
             .unwrap();
         assert_eq!(
@@ -89,7 +87,7 @@ async fn rows_reach_a_tls_only_server_as_each_sslmode_allows() {
     // And through the pipeline, a refused connection is a retry, not a loss.
     let writer = PostgresTables::from_url(&refused[0].0).unwrap();
     let (response, _) = warehouse
-        .process(&event, "refused", NOW_MS, &writer)
+        .process_warehouse(&event, "refused", NOW_MS, &writer)
         .await
         .unwrap();
     assert_ne!(response.to_json(), json!({"batchItemFailures": []}));

@@ -3,11 +3,12 @@
 use std::io::Write;
 
 use telemetry_core::config::{DeadLetterTarget, MetricsConfig, MetricsSinkKind};
-use telemetry_core::deadletter::LocalDeadLetters;
-use telemetry_core::emf::encode_pipeline_counts;
-use telemetry_core::pipeline::Counts;
-use telemetry_core::sink::{DeadLetterSink, EmfSink, MetricsSink};
-use telemetry_core::validate::validate_namespace;
+use telemetry_core::outcome::Counts;
+use telemetry_core::reading::validate::validate_namespace;
+use telemetry_core::sink::dead_letter::LocalDeadLetters;
+use telemetry_core::sink::emf::encode_pipeline_counts;
+use telemetry_core::sink::emf::EmfSink;
+use telemetry_core::sink::{DeadLetterSink, MetricsSink};
 
 /// Everything `telemetry-metrics` needs per invocation.
 pub struct MetricsApp {

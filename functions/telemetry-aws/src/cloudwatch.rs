@@ -3,12 +3,35 @@
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::SdkConfig;
+use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataError;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_cloudwatch::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::DateTime;
-use telemetry_core::cloudwatch::{plan_requests, Datum, MetricRequest};
+use telemetry_core::outcome::{Delivery, FailureKind};
 use telemetry_core::reading::Reading;
-use telemetry_core::sink::{Delivery, MetricsSink};
+use telemetry_core::sink::cloudwatch::{plan_requests, Datum, MetricRequest};
+use telemetry_core::sink::MetricsSink;
+
+use crate::retry::{error_chain, failure_kind};
+
+/// A `PutMetricData` call failed after the SDK's own retries.
+#[derive(Debug, thiserror::Error)]
+#[error("PutMetricData ({datums} datums) failed")]
+pub struct PutMetricDataFailed {
+    pub datums: usize,
+    #[source]
+    pub source: SdkError<PutMetricDataError, HttpResponse>,
+}
+
+impl PutMetricDataFailed {
+    /// Throttling and 5xx may pass; a rejected request (400, AccessDenied)
+    /// fails the same way again, so its readings are dead-lettered.
+    pub fn kind(&self) -> FailureKind {
+        failure_kind(&self.source)
+    }
+}
 
 /// Sends readings with as few `PutMetricData` calls as the API allows;
 /// throttling and server errors are retried by the SDK's standard retry
@@ -34,7 +57,7 @@ impl CloudWatchSink {
         &self.client
     }
 
-    async fn put(&self, request: &MetricRequest) -> Result<(), String> {
+    async fn put(&self, request: &MetricRequest) -> Result<(), PutMetricDataFailed> {
         let datums = request.datums.iter().map(to_sdk_datum).collect();
         self.client
             .put_metric_data()
@@ -43,12 +66,9 @@ impl CloudWatchSink {
             .send()
             .await
             .map(|_| ())
-            .map_err(|error| {
-                format!(
-                    "PutMetricData ({} datums) failed: {}",
-                    request.datums.len(),
-                    aws_sdk_cloudwatch::error::DisplayErrorContext(&error)
-                )
+            .map_err(|source| PutMetricDataFailed {
+                datums: request.datums.len(),
+                source,
             })
     }
 }
@@ -82,13 +102,13 @@ impl MetricsSink for CloudWatchSink {
         for request in plan_requests(readings) {
             delivery.api_calls += 1;
             if let Err(error) = self.put(&request).await {
-                tracing::error!(%error, messages = request.messages.len(), "metrics not delivered");
-                delivery.failed_messages.extend(&request.messages);
-                delivery.error = Some(error);
+                let kind = error.kind();
+                let error_text = error_chain(&error);
+                tracing::error!(error = %error_text, ?kind, messages = request.messages.len(), "metrics not delivered");
+                delivery.fail(&request.messages, error_text, kind);
             }
         }
-        delivery.failed_messages.sort_unstable();
-        delivery.failed_messages.dedup();
+        delivery.settle();
         delivery
     }
 }

@@ -11,9 +11,12 @@ use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 use aws_sdk_firehose::Client;
 use serde_json::{Map, Value};
-use telemetry_core::table::{Cell, TableRows};
-use telemetry_core::timestamp::millis_to_rfc3339;
+use telemetry_core::outcome::FailureKind;
+use telemetry_core::payload::timestamp::millis_to_rfc3339;
+use telemetry_core::warehouse::tables::{Cell, TableRows};
 use telemetry_core::warehouse::{TableWriteError, TableWriter};
+
+use crate::retry::{error_chain, failure_kind};
 
 pub const MAX_RECORDS_PER_CALL: usize = 500;
 pub const MAX_BYTES_PER_CALL: usize = 4 * 1024 * 1024;
@@ -90,9 +93,11 @@ impl TableWriter for FirehoseTables {
         let records: Vec<Vec<u8>> = rows.rows.iter().map(|row| row_json(rows, row)).collect();
         let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
         // Records over Firehose's limit can never be delivered: report them.
-        let mut failed: Vec<usize> = (0..records.len())
+        let refused: Vec<usize> = (0..records.len())
             .filter(|i| sizes[*i] > MAX_RECORD_BYTES)
             .collect();
+        let mut failed: Vec<usize> = Vec::new();
+        let mut kind = FailureKind::Transient;
         let mut pending: Vec<usize> = (0..records.len())
             .filter(|i| sizes[*i] <= MAX_RECORD_BYTES)
             .collect();
@@ -144,16 +149,22 @@ impl TableWriter for FirehoseTables {
                         }
                     }
                     Err(error) => {
-                        last_error =
-                            aws_sdk_firehose::error::DisplayErrorContext(&error).to_string();
-                        retry.extend(call);
+                        last_error = error_chain(&error);
+                        match failure_kind(&error) {
+                            FailureKind::Transient => retry.extend(call),
+                            // Refused for good: the same call would fail again.
+                            FailureKind::Permanent => {
+                                kind = FailureKind::Permanent;
+                                failed.extend(call);
+                            }
+                        }
                     }
                 }
             }
             pending = retry;
         }
         failed.extend(pending);
-        if failed.is_empty() {
+        if failed.is_empty() && refused.is_empty() {
             Ok(format!(
                 "firehose://{} ({} records)",
                 self.stream,
@@ -165,11 +176,18 @@ impl TableWriter for FirehoseTables {
                 table: rows.schema.table.clone(),
                 destination: format!("firehose://{}", self.stream),
                 reason: format!(
-                    "{} of {} records not delivered: {last_error}",
-                    failed.len(),
-                    records.len()
+                    "{} of {} records not delivered: {}",
+                    failed.len() + refused.len(),
+                    records.len(),
+                    if last_error.is_empty() {
+                        format!("records over Firehose's {MAX_RECORD_BYTES} bytes")
+                    } else {
+                        last_error
+                    }
                 ),
+                kind,
                 failed_rows: Some(failed),
+                refused_rows: refused,
             })
         }
     }

@@ -9,6 +9,7 @@ pub mod cloudwatch;
 #[cfg(feature = "firehose")]
 pub mod firehose;
 pub mod raw_event;
+pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
 

@@ -15,15 +15,18 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use lambda_runtime::layers::TracingLayer;
 use lambda_runtime::tower::{Layer, Service};
-use lambda_runtime::{service_fn, Context, Error, LambdaEvent, LambdaInvocation, Runtime};
+use lambda_runtime::{
+    service_fn, Context, Diagnostic, Error, LambdaEvent, LambdaInvocation, Runtime,
+};
 use serde_json::Value;
+use telemetry_core::outcome::{Counts, Response, RetryLater};
 
 /// Polls the Runtime API and calls `handler(event bytes, context)` for each
 /// invocation, with the same tracing set-up as `lambda_runtime::run`.
 pub async fn run<F, Fut>(handler: F) -> Result<(), Error>
 where
     F: Fn(Bytes, Context) -> Fut,
-    Fut: Future<Output = Result<Value, Error>>,
+    Fut: Future<Output = Result<Value, Diagnostic>>,
 {
     keep_freed_memory_for_the_next_invocation();
     let bodies = TakenBody::default();
@@ -35,7 +38,10 @@ where
         async move {
             match invocation {
                 Some(invocation) => invocation.await,
-                None => Err("the event body was not handed over by the runtime layer".into()),
+                None => Err(Diagnostic {
+                    error_type: "Runtime.EventBodyMissing".into(),
+                    error_message: "the event body was not handed over by the runtime layer".into(),
+                }),
             }
         }
     });
@@ -44,6 +50,27 @@ where
         .layer(TracingLayer::new())
         .run()
         .await
+}
+
+/// The invocation's answer to the Runtime API: the trigger's response, or
+/// an error whose `errorType` says the messages were not delivered (the
+/// trigger then retries the invocation).
+pub fn to_runtime_answer(outcome: Result<Response, RetryLater>) -> Result<Value, Diagnostic> {
+    match outcome {
+        Ok(response) => Ok(response.to_json()),
+        Err(retry) => Err(Diagnostic {
+            error_type: RetryLater::ERROR_TYPE.into(),
+            error_message: retry.to_string(),
+        }),
+    }
+}
+
+/// The counts of an invocation, whichever way it ended.
+pub fn counts_of(outcome: &Result<(Response, Counts), RetryLater>) -> &Counts {
+    match outcome {
+        Ok((_, counts)) => counts,
+        Err(retry) => &retry.counts,
+    }
 }
 
 /// A warm invocation allocates what the last one freed: a 6 MB event, a

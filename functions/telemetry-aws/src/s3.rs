@@ -5,8 +5,11 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use telemetry_core::deadletter::{to_json_lines, DeadLetter};
+use telemetry_core::sink::dead_letter::{to_json_lines, DeadLetter};
 use telemetry_core::sink::{DeadLetterError, DeadLetterSink};
+use telemetry_core::warehouse::StoreError;
+
+use crate::retry::{error_chain, failure_kind};
 
 #[derive(Clone, Debug)]
 pub struct S3DeadLetters {
@@ -109,7 +112,7 @@ impl S3Objects {
 
 #[async_trait]
 impl telemetry_core::warehouse::ObjectStore for S3Objects {
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<String, String> {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
         let key = if self.prefix.is_empty() {
             key.to_owned()
         } else {
@@ -122,7 +125,10 @@ impl telemetry_core::warehouse::ObjectStore for S3Objects {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .map_err(|error| aws_sdk_s3::error::DisplayErrorContext(&error).to_string())?;
+            .map_err(|error| StoreError {
+                reason: format!("PutObject {key}: {}", error_chain(&error)),
+                kind: failure_kind(&error),
+            })?;
         Ok(format!("s3://{}/{key}", self.bucket))
     }
 

@@ -3,13 +3,13 @@
 //! and copies the figures into BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use telemetry_core::decode::decode_message;
-use telemetry_core::emf;
 use telemetry_core::envelope::parse_event;
-use telemetry_core::mapping::Mappings;
-use telemetry_core::pipeline::Pipeline;
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::payload::mapping::Mappings;
+use telemetry_core::reading::decode::decode_message;
 use telemetry_core::reading::Reading;
-use telemetry_core::sink::EmfSink;
+use telemetry_core::sink::emf;
+use telemetry_core::sink::emf::EmfSink;
 
 mod sqs_batch;
 
@@ -58,9 +58,9 @@ fn benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let pipeline = Pipeline::default();
+    let pipeline = InvocationSettings::default();
     let sink = EmfSink::new("IoT/Telemetry", Box::new(std::io::sink()));
-    let dead = telemetry_core::deadletter::LocalDeadLetters {
+    let dead = telemetry_core::sink::dead_letter::LocalDeadLetters {
         directory: std::env::temp_dir().join("iotpipe-bench-dead-letters"),
     };
     group.bench_function("whole_handler_emf", |b| {

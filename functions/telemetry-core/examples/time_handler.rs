@@ -14,8 +14,8 @@ mod sqs_batch;
 
 use std::time::Instant;
 
-use telemetry_core::pipeline::Pipeline;
-use telemetry_core::sink::EmfSink;
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::sink::emf::EmfSink;
 
 /// The clock the generated batches were written for (2022-02-27).
 const SAMPLE_NOW_MS: i64 = 1_645_938_300_000;
@@ -37,11 +37,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         path => (std::fs::read(path)?, chrono::Utc::now().timestamp_millis()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    let pipeline = Pipeline::default();
+    let pipeline = InvocationSettings::default();
     // EMF documents are formatted in full and then discarded, like the
     // baseline's prints into /dev/null.
     let sink = EmfSink::new("IoT/Telemetry", Box::new(std::io::sink()));
-    let dead = telemetry_core::deadletter::LocalDeadLetters {
+    let dead = telemetry_core::sink::dead_letter::LocalDeadLetters {
         directory: std::env::temp_dir().join("time-handler-dead"),
     };
     let mut times = Vec::with_capacity(runs);

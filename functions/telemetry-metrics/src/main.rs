@@ -3,9 +3,10 @@
 //! all logic lives in `telemetry-core`.
 
 use bytes::Bytes;
-use lambda_runtime::{Context, Error};
+use lambda_runtime::{Context, Diagnostic, Error};
 use serde_json::Value;
 use telemetry_aws::app::MetricsApp;
+use telemetry_aws::raw_event::{counts_of, to_runtime_answer};
 use telemetry_core::config::MetricsConfig;
 
 // One thread: invocations arrive one at a time, and a single-threaded
@@ -21,11 +22,11 @@ async fn main() -> Result<(), Error> {
     telemetry_aws::raw_event::run(move |event, context| handle(app, event, context)).await
 }
 
-async fn handle(app: &MetricsApp, event: Bytes, context: Context) -> Result<Value, Error> {
+async fn handle(app: &MetricsApp, event: Bytes, context: Context) -> Result<Value, Diagnostic> {
     let now_ms = now_ms();
-    let result = app
+    let outcome = app
         .config
-        .pipeline
+        .settings
         .process_metrics(
             &event,
             &context.request_id,
@@ -34,16 +35,8 @@ async fn handle(app: &MetricsApp, event: Bytes, context: Context) -> Result<Valu
             app.dead_letters.as_ref(),
         )
         .await;
-    match result {
-        Ok((response, counts)) => {
-            app.publish_counts(&counts, now_ms);
-            Ok(response.to_json())
-        }
-        Err(retry) => {
-            app.publish_counts(&retry.counts, now_ms);
-            Err(retry.into())
-        }
-    }
+    app.publish_counts(counts_of(&outcome), now_ms);
+    to_runtime_answer(outcome.map(|(response, _)| response))
 }
 
 fn now_ms() -> i64 {

@@ -8,9 +8,9 @@ pub mod postgres_tls;
 
 use std::path::PathBuf;
 
-use telemetry_core::config::{load_mappings, parse_count, SettingError};
-use telemetry_core::pipeline::Pipeline;
-use telemetry_core::warehouse::{LocalDirectory, TableWriter, Warehouse};
+use telemetry_core::config::{load_pipeline_file, parse_count, SettingError};
+use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::warehouse::{LocalDirectory, TableWriter};
 
 pub const DEFAULT_WAREHOUSE_DIR: &str = "./warehouse";
 pub const LAMBDA_WAREHOUSE_DIR: &str = "/tmp/warehouse";
@@ -95,7 +95,7 @@ impl std::fmt::Display for WarehouseTarget {
 /// Everything `telemetry-warehouse` reads from its environment.
 #[derive(Debug, Clone)]
 pub struct WarehouseConfig {
-    pub warehouse: Warehouse,
+    pub settings: InvocationSettings,
     pub target: WarehouseTarget,
     pub firehose_max_attempts: u32,
 }
@@ -111,7 +111,7 @@ impl WarehouseConfig {
             value: value.to_owned(),
             why,
         };
-        let mappings = load_mappings(&lookup)?;
+        let file = load_pipeline_file(&lookup)?;
         let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let target = match lookup("WAREHOUSE_URL").filter(|u| !u.is_empty()) {
             Some(url) => WarehouseTarget::parse(&url)
@@ -121,13 +121,9 @@ impl WarehouseConfig {
         };
         let firehose_max_attempts = parse_count(&lookup, "FIREHOSE_MAX_ATTEMPTS", 4, 10)?;
         Ok(WarehouseConfig {
-            warehouse: Warehouse {
-                pipeline: Pipeline {
-                    mappings,
-                    verification_token: lookup("PUBSUB_VERIFICATION_TOKEN")
-                        .filter(|t| !t.is_empty()),
-                    high_resolution: false,
-                },
+            settings: InvocationSettings {
+                verification_token: lookup("PUBSUB_VERIFICATION_TOKEN").filter(|t| !t.is_empty()),
+                ..file.into()
             },
             target,
             firehose_max_attempts,

@@ -3,8 +3,9 @@
 //! logic lives in `telemetry-core` and this crate's library.
 
 use bytes::Bytes;
-use lambda_runtime::{Context, Error};
+use lambda_runtime::{Context, Diagnostic, Error};
 use serde_json::Value;
+use telemetry_aws::raw_event::to_runtime_answer;
 use telemetry_core::warehouse::TableWriter;
 use telemetry_warehouse::{build_writer, WarehouseConfig};
 
@@ -29,15 +30,15 @@ async fn main() -> Result<(), Error> {
     telemetry_aws::raw_event::run(move |event, context| handle(app, event, context)).await
 }
 
-async fn handle(app: &App, event: Bytes, context: Context) -> Result<Value, Error> {
+async fn handle(app: &App, event: Bytes, context: Context) -> Result<Value, Diagnostic> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)
         .unwrap_or_default();
-    let (response, _counts) = app
+    let outcome = app
         .config
-        .warehouse
-        .process(&event, &context.request_id, now_ms, app.writer.as_ref())
-        .await?;
-    Ok(response.to_json())
+        .settings
+        .process_warehouse(&event, &context.request_id, now_ms, app.writer.as_ref())
+        .await;
+    to_runtime_answer(outcome.map(|(response, _)| response))
 }

@@ -10,7 +10,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
-use telemetry_core::table::{Cell, ColumnType, Schema, TableRows};
+use telemetry_core::warehouse::tables::{Cell, ColumnType, Schema, TableRows};
 
 /// The Parquet schema of a table (names are validated identifiers).
 pub fn message_type(schema: &Schema) -> String {

@@ -2,7 +2,8 @@
 //! one file per table per invocation.
 
 use async_trait::async_trait;
-use telemetry_core::table::TableRows;
+use telemetry_core::outcome::FailureKind;
+use telemetry_core::warehouse::tables::TableRows;
 use telemetry_core::warehouse::{object_key, ObjectStore, TableWriteError, TableWriter};
 
 pub struct ParquetTables<S> {
@@ -17,14 +18,15 @@ impl<S: ObjectStore> TableWriter for ParquetTables<S> {
         batch_id: &str,
         now_ms: i64,
     ) -> Result<String, TableWriteError> {
-        let fail = |reason: String| TableWriteError {
-            table: rows.schema.table.clone(),
-            destination: self.store.describe(),
-            reason,
-            failed_rows: None,
-        };
-        let bytes = crate::parquet_file::encode(rows).map_err(|error| fail(error.to_string()))?;
+        let fail =
+            |reason: String, kind| TableWriteError::all(rows, self.store.describe(), reason, kind);
+        // Rows the Parquet writer refuses are refused the same way again.
+        let bytes = crate::parquet_file::encode(rows)
+            .map_err(|error| fail(error.to_string(), FailureKind::Permanent))?;
         let key = object_key(&rows.schema.table, batch_id, now_ms, "parquet");
-        self.store.put(&key, bytes).await.map_err(fail)
+        self.store
+            .put(&key, bytes)
+            .await
+            .map_err(|error| fail(error.reason, error.kind))
     }
 }

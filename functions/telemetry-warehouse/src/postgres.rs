@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use telemetry_core::table::{
+use telemetry_core::outcome::FailureKind;
+use telemetry_core::warehouse::tables::{
     Cell, ColumnType, Schema, TableRows, MESSAGE_ID_COLUMN, MESSAGE_ROW_COLUMN,
 };
 use telemetry_core::warehouse::{TableWriteError, TableWriter};
@@ -228,6 +229,23 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Whether a statement's error may pass. Transient: anything that is not
+/// the server's answer (a lost connection, a timeout) and the SQLSTATE
+/// classes of a server that is busy or going away (08 connection, 40
+/// rollback such as deadlock or serialization failure, 53 insufficient
+/// resources, 57 operator intervention, 58 system error). Permanent: the
+/// rest (22 data exception such as a NUL byte, 23 constraints, 42 syntax,
+/// privileges or an incompatible table), which fail the same way again.
+fn failure_kind(error: &tokio_postgres::Error) -> FailureKind {
+    let Some(db_error) = error.as_db_error() else {
+        return FailureKind::Transient;
+    };
+    match db_error.code().code().get(..2) {
+        Some("08" | "40" | "53" | "57" | "58") => FailureKind::Transient,
+        _ => FailureKind::Permanent,
+    }
+}
+
 #[async_trait]
 impl TableWriter for PostgresTables {
     async fn write(
@@ -236,13 +254,13 @@ impl TableWriter for PostgresTables {
         _batch_id: &str,
         _now_ms: i64,
     ) -> Result<String, TableWriteError> {
-        let fail = |reason: String| TableWriteError {
-            table: rows.schema.table.clone(),
-            destination: self.display.clone(),
-            reason,
-            failed_rows: None,
-        };
-        let guard = self.client().await.map_err(fail)?;
+        let fail =
+            |reason: String, kind| TableWriteError::all(rows, self.display.clone(), reason, kind);
+        // A server that cannot be reached now may be reachable later.
+        let guard = self
+            .client()
+            .await
+            .map_err(|reason| fail(reason, FailureKind::Transient))?;
         let client = guard.as_ref().expect("connected above");
         {
             let mut created = self.created.lock().await;
@@ -251,7 +269,8 @@ impl TableWriter for PostgresTables {
                     .batch_execute(&create_table_sql(&rows.schema))
                     .await
                     .map_err(|error| {
-                        fail(format!("cannot create table: {}", error_chain(&error)))
+                        let reason = format!("cannot create table: {}", error_chain(&error));
+                        fail(reason, failure_kind(&error))
                     })?;
                 created.insert(rows.schema.table.clone());
             }
@@ -270,7 +289,10 @@ impl TableWriter for PostgresTables {
         let inserted = client
             .execute(&insert_sql(&rows.schema), &references)
             .await
-            .map_err(|error| fail(format!("insert failed: {}", error_chain(&error))))?;
+            .map_err(|error| {
+                let reason = format!("insert failed: {}", error_chain(&error));
+                fail(reason, failure_kind(&error))
+            })?;
         Ok(format!(
             "{} table {} ({inserted} new of {} rows)",
             self.display,

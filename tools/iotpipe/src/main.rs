@@ -1,4 +1,4 @@
-//! `iotpipe`: the toolkit's command line.
+//! `iotpipe`: the toolkit's command line (`iotpipe --help`).
 //!
 //! `iotpipe metrics [--now RFC3339] [FILE|DIR ...]` (alias `replay`) sends
 //! events through the `telemetry-metrics` pipeline exactly as the Lambda
@@ -11,12 +11,40 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+
 use telemetry_aws::app::MetricsApp;
 use telemetry_core::config::MetricsConfig;
 use telemetry_warehouse::{build_writer, WarehouseConfig};
 
-const USAGE: &str =
-    "usage: iotpipe metrics|warehouse [--now RFC3339] [FILE|DIR ...]   (default: events/)";
+/// The toolkit's command line: run events through the functions locally.
+#[derive(Parser)]
+#[command(name = "iotpipe", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send events through `telemetry-metrics` as the Lambda function would
+    /// (same variables, same sinks); EMF metrics go to stdout.
+    #[command(alias = "replay")]
+    Metrics(ReplayArgs),
+    /// Send events through `telemetry-warehouse` (rows to `WAREHOUSE_URL`,
+    /// `./warehouse` by default).
+    Warehouse(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The functions' clock, e.g. 2022-02-27T05:05:00Z (default: now).
+    #[arg(long, value_parser = parse_time)]
+    now: Option<i64>,
+    /// Event files, or directories of `*.json` events.
+    #[arg(default_value = "events")]
+    inputs: Vec<PathBuf>,
+}
 
 /// Which function to run the events through.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -27,15 +55,9 @@ enum Function {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("replay") | Some("metrics") => replay(Function::Metrics, &args[1..]).await,
-        Some("warehouse") => replay(Function::Warehouse, &args[1..]).await,
-        Some("-h") | Some("--help") | None => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => Err(format!("unknown command {other:?}\n{USAGE}")),
+    let result = match Cli::parse().command {
+        Command::Metrics(args) => replay(Function::Metrics, args).await,
+        Command::Warehouse(args) => replay(Function::Warehouse, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,29 +68,19 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn replay(function: Function, args: &[String]) -> Result<(), String> {
-    let mut now_ms = None;
-    let mut inputs = Vec::new();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--now" => {
-                let text = rest
-                    .next()
-                    .ok_or("--now needs a time such as 2022-02-27T05:05:00Z")?;
-                let time = chrono::DateTime::parse_from_rfc3339(text)
-                    .map_err(|error| format!("--now {text:?}: {error}"))?;
-                now_ms = Some(time.timestamp_millis());
-            }
-            flag if flag.starts_with('-') => {
-                return Err(format!("unknown option {flag:?}\n{USAGE}"))
-            }
-            path => inputs.push(PathBuf::from(path)),
-        }
-    }
-    if inputs.is_empty() {
-        inputs.push(PathBuf::from("events"));
-    }
+fn parse_time(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.timestamp_millis())
+        .map_err(|error| {
+            format!("{text:?} is not an RFC 3339 time such as 2022-02-27T05:05:00Z: {error}")
+        })
+}
+
+async fn replay(function: Function, args: ReplayArgs) -> Result<(), String> {
+    let ReplayArgs {
+        now: now_ms,
+        inputs,
+    } = args;
     let files = event_files(&inputs)?;
     let clock = now_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
     let events: Vec<(PathBuf, Vec<u8>)> = files
@@ -87,7 +99,7 @@ async fn replay(function: Function, args: &[String]) -> Result<(), String> {
                 println!("### {}", file.display());
                 let result = app
                     .config
-                    .pipeline
+                    .settings
                     .process_metrics(
                         event,
                         &format!("replay-{index}"),
@@ -107,8 +119,8 @@ async fn replay(function: Function, args: &[String]) -> Result<(), String> {
             println!("rows go to {}", config.target);
             for (index, (file, event)) in events.iter().enumerate() {
                 let result = config
-                    .warehouse
-                    .process(event, &format!("load-{index}"), clock, writer.as_ref())
+                    .settings
+                    .process_warehouse(event, &format!("load-{index}"), clock, writer.as_ref())
                     .await;
                 print!("{}: ", file.display());
                 print_result(result.map(|(response, _)| response.to_json()));
@@ -118,7 +130,7 @@ async fn replay(function: Function, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn print_result(result: Result<serde_json::Value, telemetry_core::pipeline::RetryLater>) {
+fn print_result(result: Result<serde_json::Value, telemetry_core::outcome::RetryLater>) {
     match result {
         Ok(response) => println!("=> {response}"),
         Err(retry) => println!("=> error (the trigger would retry): {retry}"),

@@ -1,166 +1,58 @@
-//! The declarative mapping file (TOML, path in `PIPELINE_CONFIG`): which
-//! topics carry which payload layout, and where device, timestamp, values,
-//! units and dimensions are found. See the README for the format.
+//! The pipeline file (TOML, path in `PIPELINE_CONFIG`): the metric
+//! mappings (`[[mapping]]`) and the warehouse tables (`[[table]]`), parsed
+//! and checked once per cold start. See the README for the format.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
 use chrono::FixedOffset;
 use compact_str::CompactString;
 use serde::Deserialize;
 
-use crate::timestamp::{parse_offset, TimestampFormat};
-use crate::topic::{TopicFilter, TopicFilterError};
-use crate::unit::Unit;
+use crate::invocation::InvocationSettings;
+use crate::payload::mapping::{
+    unknown_unit_message, FieldSource, Mapping, Mappings, MetricRule, NameSource, PayloadFormat,
+    UnitSource,
+};
+use crate::payload::timestamp::{parse_offset, TimestampFormat};
+use crate::payload::topic::{TopicFilter, TopicFilterError};
+use crate::payload::unit::Unit;
+use crate::warehouse::tables::{
+    valid_identifier, ColumnDef, ColumnType, TableDef, DEAD_LETTER_TABLE, MESSAGE_ID_COLUMN,
+    MESSAGE_ROW_COLUMN, READINGS_TABLE,
+};
 
-/// Where a value comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldSource {
-    /// RFC 6901 JSON pointer into the payload; for delimited text, `/N` is column N.
-    Pointer(String),
-    /// The whole MQTT topic.
-    Topic,
-    /// One topic segment, 0-based; negative counts from the end.
-    TopicSegment(i32),
-    /// A message attribute (Pub/Sub attributes, SNS message attributes).
-    Attribute(String),
-    /// The MQTT client id, as an IoT rule's `clientid() AS client_id` adds it.
-    ClientId,
-    /// The id the source gave the message.
-    MessageId,
-    /// When the rule or the trigger received the message (epoch ms).
-    ReceivedAt,
-    Constant(String),
-}
-
-impl FieldSource {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text.starts_with('/') {
-            return Ok(FieldSource::Pointer(text.to_owned()));
-        }
-        if let Some(constant) = text.strip_prefix("const:") {
-            return Ok(FieldSource::Constant(constant.to_owned()));
-        }
-        if let Some(name) = text.strip_prefix("attribute:") {
-            if !name.is_empty() {
-                return Ok(FieldSource::Attribute(name.to_owned()));
-            }
-        }
-        if let Some(index) = text
-            .strip_prefix("topic[")
-            .and_then(|rest| rest.strip_suffix(']'))
-        {
-            if let Ok(index) = index.trim().parse() {
-                return Ok(FieldSource::TopicSegment(index));
-            }
-        }
-        match text {
-            "topic" => Ok(FieldSource::Topic),
-            "client_id" => Ok(FieldSource::ClientId),
-            "message_id" => Ok(FieldSource::MessageId),
-            "received_at" => Ok(FieldSource::ReceivedAt),
-            _ => Err(format!(
-                "{text:?} is not a field source; expected a JSON pointer (\"/device\", \"/0\" for a \
-                 delimited column), \"topic\", \"topic[1]\", \"attribute:NAME\", \"client_id\", \
-                 \"message_id\", \"received_at\" or \"const:VALUE\""
-            )),
-        }
-    }
-}
-
-impl fmt::Display for FieldSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FieldSource::Pointer(pointer) => f.write_str(pointer),
-            FieldSource::Topic => f.write_str("topic"),
-            FieldSource::TopicSegment(index) => write!(f, "topic[{index}]"),
-            FieldSource::Attribute(name) => write!(f, "attribute:{name}"),
-            FieldSource::ClientId => f.write_str("client_id"),
-            FieldSource::MessageId => f.write_str("message_id"),
-            FieldSource::ReceivedAt => f.write_str("received_at"),
-            FieldSource::Constant(value) => write!(f, "const:{value}"),
-        }
-    }
-}
-
-/// How the payload is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadFormat {
-    /// JSON when it parses as JSON, delimited text otherwise.
-    Auto,
-    Json,
-    Delimited(char),
-}
-
-/// A metric name, fixed or read from the payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameSource {
-    Fixed(CompactString),
-    From(FieldSource),
-}
-
-/// A unit, fixed or read from the payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnitSource {
-    Fixed(Unit),
-    From(FieldSource),
-}
-
-/// One metric a mapping extracts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricRule {
-    pub name: NameSource,
-    pub value: FieldSource,
-    pub unit: UnitSource,
-    pub high_resolution: bool,
-}
-
-/// A compiled `[[mapping]]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mapping {
-    pub name: String,
-    pub topic: Option<TopicFilter>,
-    pub format: PayloadFormat,
-    pub device: Option<FieldSource>,
-    pub timestamp: Option<FieldSource>,
-    pub timestamp_format: TimestampFormat,
-    /// Empty: every numeric field becomes a metric.
-    pub metrics: Vec<MetricRule>,
-    pub dimensions: Vec<(CompactString, FieldSource)>,
-    pub high_resolution: bool,
-}
-
-/// A whole pipeline config: metric mappings, tried in file order, and the
-/// warehouse tables.
+/// What the pipeline file declares.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Mappings {
+pub struct PipelineFile {
+    /// The CloudWatch namespace (`METRICS_NAMESPACE` overrides it).
     pub namespace: Option<String>,
-    pub mappings: Vec<Mapping>,
-    pub tables: Vec<crate::table::TableDef>,
+    pub mappings: Mappings,
+    pub tables: Vec<TableDef>,
 }
 
-impl Mappings {
-    /// The first mapping whose topic filter matches (a mapping without a
-    /// filter matches every message).
-    pub fn select(&self, topic: Option<&str>) -> Option<&Mapping> {
-        self.mappings.iter().find(|mapping| match &mapping.topic {
-            None => true,
-            Some(filter) => topic.is_some_and(|topic| filter.matches(topic)),
-        })
+impl From<PipelineFile> for InvocationSettings {
+    /// The file's mappings and tables, with the other settings at their defaults.
+    fn from(file: PipelineFile) -> Self {
+        InvocationSettings {
+            mappings: file.mappings,
+            tables: file.tables,
+            ..InvocationSettings::default()
+        }
     }
+}
 
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+impl PipelineFile {
+    pub fn load(path: &Path) -> Result<Self, PipelineFileError> {
+        let text = std::fs::read_to_string(path).map_err(|error| PipelineFileError::Read {
             path: path.display().to_string(),
             error,
         })?;
         Self::parse(&text).map_err(|error| error.in_file(path))
     }
 
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+    pub fn parse(text: &str) -> Result<Self, PipelineFileError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|error| PipelineFileError::Syntax {
             path: None,
             message: error.to_string(),
         })?;
@@ -173,23 +65,23 @@ impl Mappings {
         let tables = file
             .table
             .into_iter()
-            .map(crate::table::compile_table)
+            .map(compile_table)
             .collect::<Result<Vec<_>, String>>()
-            .map_err(|message| ConfigError::Syntax {
+            .map_err(|message| PipelineFileError::Syntax {
                 path: None,
                 message,
             })?;
         for (index, table) in tables.iter().enumerate() {
             if tables[..index].iter().any(|other| other.name == table.name) {
-                return Err(ConfigError::Syntax {
+                return Err(PipelineFileError::Syntax {
                     path: None,
                     message: format!("table {:?} is declared twice", table.name),
                 });
             }
         }
-        Ok(Mappings {
+        Ok(PipelineFile {
             namespace: file.namespace,
-            mappings,
+            mappings: Mappings(mappings),
             tables,
         })
     }
@@ -197,7 +89,7 @@ impl Mappings {
 
 /// The mapping file could not be used; says which entry and field to fix.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum PipelineFileError {
     #[error("cannot read the pipeline config {path}: {error} (set PIPELINE_CONFIG to a readable TOML file)")]
     Read { path: String, error: std::io::Error },
     #[error("pipeline config{}: {message}", path.as_deref().map(|p| format!(" {p}")).unwrap_or_default())]
@@ -216,20 +108,20 @@ pub enum ConfigError {
     Topic(#[from] TopicFilterError),
 }
 
-impl ConfigError {
+impl PipelineFileError {
     fn in_file(self, file: &Path) -> Self {
         let file = Some(file.display().to_string());
         match self {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+            PipelineFileError::Syntax { message, .. } => PipelineFileError::Syntax {
                 path: file,
                 message,
             },
-            ConfigError::Field {
+            PipelineFileError::Field {
                 mapping,
                 field,
                 why,
                 ..
-            } => ConfigError::Field {
+            } => PipelineFileError::Field {
                 path: file,
                 mapping,
                 field,
@@ -251,7 +143,7 @@ struct ConfigFile {
     mapping: Vec<MappingSpec>,
     /// Warehouse tables.
     #[serde(default)]
-    table: Vec<crate::table::TableSpec>,
+    table: Vec<TableSpec>,
 }
 
 #[derive(Deserialize)]
@@ -297,12 +189,12 @@ struct MetricSpec {
     high_resolution: Option<bool>,
 }
 
-fn compile_mapping(index: usize, spec: MappingSpec) -> Result<Mapping, ConfigError> {
+fn compile_mapping(index: usize, spec: MappingSpec) -> Result<Mapping, PipelineFileError> {
     let name = spec
         .name
         .clone()
         .unwrap_or_else(|| format!("#{}", index + 1));
-    let fail = |field: &str, why: String| ConfigError::Field {
+    let fail = |field: &str, why: String| PipelineFileError::Field {
         path: None,
         mapping: name.clone(),
         field: field.to_owned(),
@@ -403,7 +295,7 @@ fn compile_mapping(index: usize, spec: MappingSpec) -> Result<Mapping, ConfigErr
                 source(&format!("dimensions.{dimension}"), text)?,
             ))
         })
-        .collect::<Result<_, ConfigError>>()?;
+        .collect::<Result<_, PipelineFileError>>()?;
     Ok(Mapping {
         name,
         topic,
@@ -417,13 +309,144 @@ fn compile_mapping(index: usize, spec: MappingSpec) -> Result<Mapping, ConfigErr
     })
 }
 
-/// "… is not a CloudWatch unit; expected one of …", for config and payload errors.
-pub fn unknown_unit_message(text: &str) -> String {
-    let names: Vec<&str> = Unit::all().iter().map(|unit| unit.as_str()).collect();
-    format!(
-        "{text:?} is not a CloudWatch unit; expected one of {}",
-        names.join(", ")
-    )
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableSpec {
+    name: String,
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    requires: Vec<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    delimiter: Option<String>,
+    #[serde(default = "yes")]
+    readings: bool,
+    #[serde(default)]
+    timezone: Option<String>,
+    column: Vec<ColumnSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnSpec {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    from: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default = "yes")]
+    required: bool,
+}
+
+/// Compiles a `[[table]]`; errors name the table and the field.
+fn compile_table(spec: TableSpec) -> Result<TableDef, String> {
+    let table = spec.name.clone();
+    let fail = |field: &str, why: String| format!("table {table:?}: `{field}`: {why}");
+    if !valid_identifier(&spec.name)
+        || [READINGS_TABLE, DEAD_LETTER_TABLE].contains(&spec.name.as_str())
+    {
+        return Err(fail(
+            "name",
+            format!("{:?} must be lower-case letters, digits and _ (at most 63), and not a built-in table", spec.name),
+        ));
+    }
+    let topic = spec
+        .topic
+        .as_deref()
+        .map(TopicFilter::new)
+        .transpose()
+        .map_err(|error| fail("topic", error.to_string()))?;
+    let requires = spec
+        .requires
+        .iter()
+        .map(|text| FieldSource::parse(text).map_err(|why| fail("requires", why)))
+        .collect::<Result<_, _>>()?;
+    let delimiter = match spec.delimiter.as_deref() {
+        None => '|',
+        Some("\\t") => '\t',
+        Some(text) if text.chars().count() == 1 => text.chars().next().expect("one char"),
+        Some(text) => return Err(fail("delimiter", format!("{text:?} must be one character"))),
+    };
+    let format = match spec.format.as_deref() {
+        None if spec.delimiter.is_some() => PayloadFormat::Delimited(delimiter),
+        None | Some("auto") => PayloadFormat::Auto,
+        Some("json") => PayloadFormat::Json,
+        Some("delimited") => PayloadFormat::Delimited(delimiter),
+        Some(other) => {
+            return Err(fail(
+                "format",
+                format!("{other:?}: expected json, delimited or auto"),
+            ))
+        }
+    };
+    let offset = match spec.timezone.as_deref() {
+        None => FixedOffset::east_opt(0).expect("zero offset"),
+        Some(text) => parse_offset(text).ok_or_else(|| {
+            fail(
+                "timezone",
+                format!("{text:?} is not an offset such as +09:00"),
+            )
+        })?,
+    };
+    let mut columns = Vec::with_capacity(spec.column.len());
+    for column in spec.column {
+        let field = format!("column {}", column.name);
+        if !valid_identifier(&column.name)
+            || [MESSAGE_ID_COLUMN, MESSAGE_ROW_COLUMN].contains(&column.name.as_str())
+        {
+            return Err(fail(
+                &field,
+                "names are lower-case letters, digits and _; message_id and message_row are added to every table".into(),
+            ));
+        }
+        if columns.iter().any(|c: &ColumnDef| c.name == column.name) {
+            return Err(fail(&field, "appears twice".into()));
+        }
+        let kind = ColumnType::parse(&column.kind).ok_or_else(|| {
+            fail(
+                &format!("{field}.type"),
+                format!(
+                    "{:?}: expected string, integer, float, boolean, timestamp or json",
+                    column.kind
+                ),
+            )
+        })?;
+        let timestamp_format = match column.format.as_deref() {
+            None => TimestampFormat::Auto,
+            Some(text) => TimestampFormat::from_name(text, offset).ok_or_else(|| {
+                fail(
+                    &format!("{field}.format"),
+                    format!("{text:?} is not a timestamp format"),
+                )
+            })?,
+        };
+        columns.push(ColumnDef {
+            name: column.name,
+            kind,
+            source: FieldSource::parse(&column.from)
+                .map_err(|why| fail(&format!("{field}.from"), why))?,
+            timestamp_format,
+            required: column.required,
+        });
+    }
+    if columns.is_empty() {
+        return Err(fail("column", "declare at least one column".into()));
+    }
+    Ok(TableDef {
+        name: spec.name,
+        topic,
+        requires,
+        format,
+        columns,
+        readings: spec.readings,
+    })
 }
 
 #[cfg(test)]
@@ -431,27 +454,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn field_sources_parse_and_display_round_trip() {
-        for text in [
-            "/device",
-            "/0",
-            "topic",
-            "topic[1]",
-            "topic[-2]",
-            "attribute:deviceId",
-            "client_id",
-            "message_id",
-            "const:lab",
-        ] {
-            assert_eq!(FieldSource::parse(text).unwrap().to_string(), text);
-        }
-        let error = FieldSource::parse("device").unwrap_err();
-        assert!(error.contains("\"device\""), "{error}");
-    }
-
-    #[test]
     fn compiles_a_full_mapping() {
-        let mappings = Mappings::parse(
+        let mappings = PipelineFile::parse(
             r#"
             namespace = "Lab"
             [[mapping]]
@@ -472,18 +476,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(mappings.namespace.as_deref(), Some("Lab"));
-        let co2 = mappings.select(Some("co2/pi-1/emissions")).unwrap();
+        let co2 = mappings
+            .mappings
+            .select(Some("co2/pi-1/emissions"))
+            .unwrap();
         assert_eq!(co2.format, PayloadFormat::Delimited('|'));
         assert_eq!(co2.device, Some(FieldSource::TopicSegment(1)));
         assert_eq!(co2.metrics[0].unit, UnitSource::Fixed(Unit::Count));
         assert_eq!(co2.dimensions[0].0, "site");
-        assert!(mappings.select(Some("other/topic")).is_none());
-        assert!(mappings.select(None).is_none());
+        assert!(mappings.mappings.select(Some("other/topic")).is_none());
+        assert!(mappings.mappings.select(None).is_none());
     }
 
     #[test]
     fn errors_name_the_mapping_and_the_field() {
-        let error = Mappings::parse(
+        let error = PipelineFile::parse(
             "[[mapping]]\nname = \"m\"\n[[mapping.metric]]\nname = \"t\"\nvalue = \"/t\"\nunit = \"Celsius\"\n",
         )
         .unwrap_err()
@@ -494,11 +501,11 @@ mod tests {
                 && error.contains("Celsius"),
             "{error}"
         );
-        let error = Mappings::parse("[[mapping]]\ndevise = \"/d\"\n")
+        let error = PipelineFile::parse("[[mapping]]\ndevise = \"/d\"\n")
             .unwrap_err()
             .to_string();
         assert!(error.contains("devise"), "{error}");
-        let error = Mappings::parse("[[mapping]]\ntopic = \"a/#/b\"\n")
+        let error = PipelineFile::parse("[[mapping]]\ntopic = \"a/#/b\"\n")
             .unwrap_err()
             .to_string();
         assert!(error.contains("a/#/b"), "{error}");

@@ -1,8 +1,8 @@
 //! CloudWatch's limits, checked before anything is sent so that a bad
 //! reading is dead-lettered with a reason instead of failing a whole request.
 
+use crate::json::byte_classes::printable_ascii;
 use crate::reading::{Reading, DEVICE_DIMENSION};
-use crate::special_bytes::printable_ascii;
 
 pub const MAX_NAME_CHARS: usize = 255;
 pub const MAX_DIMENSION_VALUE_CHARS: usize = 1024;
@@ -126,7 +126,7 @@ pub fn validate(reading: &Reading, now_ms: i64) -> Result<(), InvalidReading> {
             value: reading.value,
         });
     }
-    let render = crate::timestamp::millis_to_rfc3339;
+    let render = crate::payload::timestamp::millis_to_rfc3339;
     // The sinks send the start of the reading's minute (or second), which
     // may be past the limit when the reading itself is just inside it.
     let stored_under = reading.storage_period_start_ms();

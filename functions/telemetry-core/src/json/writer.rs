@@ -4,7 +4,7 @@
 /// Appends `text` as a JSON string literal. Plain runs are found sixteen
 /// bytes at a time and copied whole.
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
-    use crate::special_bytes::next_special;
+    use crate::json::byte_classes::next_special;
     let bytes = text.as_bytes();
     // Names and devices rarely need escaping: one reservation covers them.
     out.reserve(bytes.len() + 2);

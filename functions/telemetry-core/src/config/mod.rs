@@ -1,10 +1,12 @@
 //! Configuration from the environment, read once per cold start.
 
+pub mod pipeline_file;
+
 use std::path::PathBuf;
 
-use crate::mapping::{ConfigError, Mappings};
-use crate::pipeline::Pipeline;
-use crate::validate::validate_namespace;
+use crate::config::pipeline_file::{PipelineFile, PipelineFileError};
+use crate::invocation::InvocationSettings;
+use crate::reading::validate::validate_namespace;
 
 pub const DEFAULT_NAMESPACE: &str = "IoT/Telemetry";
 pub const DEFAULT_DEAD_LETTER_DIR: &str = "./dead-letters";
@@ -71,7 +73,7 @@ pub struct MetricsConfig {
     pub namespace: String,
     pub sink: MetricsSinkKind,
     pub dead_letters: DeadLetterTarget,
-    pub pipeline: Pipeline,
+    pub settings: InvocationSettings,
     /// Attempts per `PutMetricData` call (throttling and 5xx are retried).
     pub max_attempts: u32,
 }
@@ -86,7 +88,7 @@ pub enum SettingError {
         why: String,
     },
     #[error(transparent)]
-    Mapping(#[from] ConfigError),
+    PipelineFile(#[from] PipelineFileError),
 }
 
 impl MetricsConfig {
@@ -101,10 +103,10 @@ impl MetricsConfig {
             value: value.to_owned(),
             why,
         };
-        let mappings = load_mappings(&lookup)?;
+        let file = load_pipeline_file(&lookup)?;
         let namespace = lookup("METRICS_NAMESPACE")
             .filter(|n| !n.is_empty())
-            .or_else(|| mappings.namespace.clone())
+            .or_else(|| file.namespace.clone())
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
         validate_namespace(&namespace)
             .map_err(|why| invalid("METRICS_NAMESPACE", &namespace, why))?;
@@ -136,10 +138,10 @@ impl MetricsConfig {
             namespace,
             sink,
             dead_letters,
-            pipeline: Pipeline {
-                mappings,
+            settings: InvocationSettings {
                 verification_token: lookup("PUBSUB_VERIFICATION_TOKEN").filter(|t| !t.is_empty()),
                 high_resolution,
+                ..file.into()
             },
             max_attempts,
         })
@@ -147,10 +149,12 @@ impl MetricsConfig {
 }
 
 /// The pipeline config named by `PIPELINE_CONFIG`, or none.
-pub fn load_mappings(lookup: &impl Fn(&str) -> Option<String>) -> Result<Mappings, SettingError> {
+pub fn load_pipeline_file(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<PipelineFile, SettingError> {
     match lookup("PIPELINE_CONFIG").filter(|p| !p.is_empty()) {
-        Some(path) => Ok(Mappings::load(std::path::Path::new(&path))?),
-        None => Ok(Mappings::default()),
+        Some(path) => Ok(PipelineFile::load(std::path::Path::new(&path))?),
+        None => Ok(PipelineFile::default()),
     }
 }
 
@@ -239,10 +243,10 @@ mod tests {
             }
         );
         assert_eq!(
-            config.pipeline.verification_token.as_deref(),
+            config.settings.verification_token.as_deref(),
             Some("s3cret")
         );
-        assert!(config.pipeline.high_resolution);
+        assert!(config.settings.high_resolution);
         assert_eq!(config.max_attempts, 3);
     }
 

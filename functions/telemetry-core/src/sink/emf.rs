@@ -3,12 +3,17 @@
 //! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
 
+use async_trait::async_trait;
 use compact_str::CompactString;
 
-use crate::json_write::{write_f64, write_i64, write_str};
+use crate::json::writer::{write_f64, write_i64, write_str};
+use crate::outcome::{Delivery, FailureKind};
+use crate::payload::unit::Unit;
 use crate::reading::{Reading, DEVICE_DIMENSION};
-use crate::unit::Unit;
+use crate::sink::{all_messages, MetricsSink};
 
 /// EMF allows at most 100 metrics per document...
 pub const MAX_METRICS_PER_DOCUMENT: usize = 100;
@@ -206,7 +211,7 @@ impl DocumentMetrics {
 pub fn encode_pipeline_counts(
     namespace: &str,
     function: &str,
-    counts: &crate::pipeline::Counts,
+    counts: &crate::outcome::Counts,
     timestamp_ms: i64,
     out: &mut Vec<u8>,
 ) {
@@ -307,6 +312,69 @@ fn write_document(
     }
     out.extend_from_slice(b"}\n");
     metrics.clear();
+}
+
+// ---- the sink ----------------------------------------------------------------
+
+/// The EMF buffer capacity kept between invocations: a full SQS batch of
+/// readings that share no document (each its own device or minute: about
+/// 2.5 MB of EMF).
+const EMF_BUFFER_KEPT: usize = 4 << 20;
+
+/// EMF lines to a writer (stdout in Lambda), one write per batch.
+pub struct EmfSink {
+    encoder: EmfEncoder,
+    writer: Mutex<Box<dyn Write + Send>>,
+    /// Reused across invocations: after the first, encoding touches no new pages.
+    buffer: Mutex<Vec<u8>>,
+}
+
+impl EmfSink {
+    pub fn stdout(namespace: &str) -> Self {
+        Self::new(namespace, Box::new(std::io::stdout()))
+    }
+
+    pub fn new(namespace: &str, writer: Box<dyn Write + Send>) -> Self {
+        EmfSink {
+            encoder: EmfEncoder::new(namespace),
+            writer: Mutex::new(writer),
+            buffer: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl MetricsSink for EmfSink {
+    async fn send(&self, readings: &[Reading]) -> Delivery {
+        let mut buffer = match self.buffer.lock() {
+            Ok(buffer) => buffer,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        buffer.clear();
+        self.encoder.encode(readings, &mut buffer);
+        let mut writer = match self.writer.lock() {
+            Ok(writer) => writer,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let written = writer.write_all(&buffer).and_then(|()| writer.flush());
+        // Keep a batch's worth of capacity, not the largest batch ever seen.
+        // Shrinking rather than dropping: a batch that outgrew the limit
+        // (10,000 readings with long names reach it by doubling) would
+        // otherwise grow its buffer again, on fresh pages, every time.
+        if buffer.capacity() > EMF_BUFFER_KEPT {
+            buffer.clear();
+            buffer.shrink_to(EMF_BUFFER_KEPT);
+        }
+        match written {
+            Ok(()) => Delivery::default(),
+            // stdout is the Lambda log: a write that failed may pass.
+            Err(error) => Delivery::failed(
+                &all_messages(readings),
+                format!("cannot write EMF to stdout: {error}"),
+                FailureKind::Transient,
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -560,7 +628,7 @@ mod tests {
 
     #[test]
     fn pipeline_counts_are_one_emf_document() {
-        let counts = crate::pipeline::Counts {
+        let counts = crate::outcome::Counts {
             messages: 3,
             readings_accepted: 5,
             readings_rejected: 1,
@@ -614,5 +682,38 @@ mod tests {
             .map(|d| d["t"].as_array().unwrap().len())
             .sum();
         assert_eq!(total, 250);
+    }
+
+    /// Readings that share no document (each its own device): the most
+    /// EMF a batch can take.
+    fn readings(count: usize) -> Vec<Reading> {
+        (0..count)
+            .map(|index| Reading {
+                unit: Unit::Percent,
+                message: index as u32,
+                ..Reading::sample(
+                    &format!("raspberrypi-{index:05}"),
+                    &format!("cpu usage (raspberrypi-{:03})", index % 100),
+                    index as f64,
+                    1_645_938_062_000,
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_emf_buffer_keeps_a_full_batch_of_capacity_between_invocations() {
+        let sink = EmfSink::new("IoT/Telemetry", Box::new(std::io::sink()));
+        let capacity = || sink.buffer.lock().unwrap().capacity();
+        // More than the kept capacity: shrunk to it, not dropped.
+        assert!(sink.send(&readings(30_000)).await.error.is_none());
+        let kept = capacity();
+        assert!(
+            (EMF_BUFFER_KEPT..2 * EMF_BUFFER_KEPT).contains(&kept),
+            "{kept}"
+        );
+        // A full batch then fits without growing.
+        assert!(sink.send(&readings(10_000)).await.error.is_none());
+        assert_eq!(capacity(), kept);
     }
 }

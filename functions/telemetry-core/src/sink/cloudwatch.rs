@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use compact_str::CompactString;
 
+use crate::payload::unit::Unit;
 use crate::reading::{Reading, DEVICE_DIMENSION};
-use crate::unit::Unit;
 
 /// Datums per `PutMetricData` request.
 pub const MAX_DATUMS_PER_REQUEST: usize = 1000;

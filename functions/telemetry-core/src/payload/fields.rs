@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::json_scan::{EscapedScanner, ObjectReader, Scan, Scanner, Unusual};
-use crate::text::Text;
+use crate::json::scanner::{EscapedScanner, ObjectReader, Scan, Scanner, Unusual};
+use crate::json::text::Text;
 
 /// One payload value.
 #[derive(Debug, Clone, PartialEq)]
@@ -315,8 +315,8 @@ mod tests {
         let mut read_in_place = 0;
         let mut checked = 0;
         for payload in payloads {
-            for text in
-                std::iter::once(payload.to_owned()).chain(crate::json_scan::mutations(payload, 300))
+            for text in std::iter::once(payload.to_owned())
+                .chain(crate::json::scanner::mutations(payload, 300))
             {
                 let quoted = serde_json::to_string(&text).unwrap();
                 let escaped = &quoted[1..quoted.len() - 1];
@@ -404,7 +404,7 @@ mod tests {
         ];
         let mut accepted = 0;
         for payload in payloads {
-            let mut cases = crate::json_scan::mutations(payload, 1500);
+            let mut cases = crate::json::scanner::mutations(payload, 1500);
             cases.push(payload.to_owned());
             for case in cases {
                 let Ok(scanned) = ObjectFields::scan(&case) else {

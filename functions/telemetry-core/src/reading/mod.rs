@@ -1,8 +1,11 @@
 //! A reading: one value of one metric of one device at one time.
 
+pub mod decode;
+pub mod validate;
+
 use compact_str::CompactString;
 
-use crate::unit::Unit;
+use crate::payload::unit::Unit;
 
 /// One telemetry value, ready for validation and the sinks. Strings are
 /// `CompactString`: device ids and metric names up to 24 bytes stay inline.

@@ -10,15 +10,15 @@ use compact_str::CompactString;
 use serde_json::value::RawValue;
 
 use crate::envelope::{Payload, RawMessage};
-use crate::mapping::{
+use crate::payload::fields::{guess_delimiter, split_columns, truncate, Field, ObjectFields};
+use crate::payload::mapping::{
     unknown_unit_message, FieldSource, Mapping, Mappings, MetricRule, NameSource, PayloadFormat,
     UnitSource,
 };
-use crate::payload::{guess_delimiter, split_columns, truncate, Field, ObjectFields};
+use crate::payload::timestamp::TimestampFormat;
+use crate::payload::topic::{device_from_topic, topic_segment};
+use crate::payload::unit::Unit;
 use crate::reading::Reading;
-use crate::timestamp::TimestampFormat;
-use crate::topic::{device_from_topic, topic_segment};
-use crate::unit::Unit;
 
 /// Keys a topic rule's SQL adds next to the device payload
 /// (`topic() AS topic, clientid() AS client_id, timestamp() AS received_at`).

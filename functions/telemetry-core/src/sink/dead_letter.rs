@@ -4,11 +4,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use async_trait::async_trait;
 use base64::Engine;
 use serde::Serialize;
 
 use crate::envelope::RawMessage;
-use crate::timestamp::millis_to_rfc3339;
+use crate::payload::timestamp::millis_to_rfc3339;
+use crate::sink::{DeadLetterError, DeadLetterSink};
 
 /// One rejected message, as written to the dead-letter destination (one
 /// JSON object per line).
@@ -53,7 +55,8 @@ impl DeadLetter {
             rejected_at: millis_to_rfc3339(now_ms),
             request_id: request_id.to_owned(),
             source: "unknown".into(),
-            message_id: String::new(),
+            // Unique per event, so a table keyed by message id keeps each one.
+            message_id: format!("event-{request_id}"),
             topic: None,
             received_at: None,
             reason,
@@ -116,6 +119,17 @@ impl LocalDeadLetters {
             .open(&path)?;
         file.write_all(&to_json_lines(letters))?;
         Ok(path.display().to_string())
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for LocalDeadLetters {
+    async fn write(&self, letters: &[DeadLetter]) -> Result<String, DeadLetterError> {
+        self.write_blocking(letters)
+            .map_err(|error| DeadLetterError {
+                destination: self.directory.display().to_string(),
+                reason: error.to_string(),
+            })
     }
 }
 

@@ -2,15 +2,12 @@
 //! the wide tables a mapping file declares (`[[table]]`), and how a message
 //! becomes rows of them.
 
-use chrono::FixedOffset;
-use serde::Deserialize;
-
-use crate::decode::{for_each_record, DecodeError, PayloadRecord};
 use crate::envelope::RawMessage;
-use crate::mapping::{FieldSource, PayloadFormat};
-use crate::payload::Field;
-use crate::timestamp::{parse_offset, TimestampFormat};
-use crate::topic::TopicFilter;
+use crate::payload::fields::Field;
+use crate::payload::mapping::{FieldSource, PayloadFormat};
+use crate::payload::timestamp::TimestampFormat;
+use crate::payload::topic::TopicFilter;
+use crate::reading::decode::{for_each_record, DecodeError, PayloadRecord};
 
 /// A column's type, the same in Parquet, Athena and PostgreSQL terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +23,7 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "string" | "text" => ColumnType::String,
             "integer" | "int" | "bigint" => ColumnType::Integer,
@@ -191,148 +188,6 @@ pub fn valid_identifier(name: &str) -> bool {
         && name.len() <= 63
 }
 
-// ---- file format --------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TableSpec {
-    name: String,
-    #[serde(default)]
-    topic: Option<String>,
-    #[serde(default)]
-    requires: Vec<String>,
-    #[serde(default)]
-    format: Option<String>,
-    #[serde(default)]
-    delimiter: Option<String>,
-    #[serde(default = "yes")]
-    readings: bool,
-    #[serde(default)]
-    timezone: Option<String>,
-    column: Vec<ColumnSpec>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ColumnSpec {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    from: String,
-    #[serde(default)]
-    format: Option<String>,
-    #[serde(default = "yes")]
-    required: bool,
-}
-
-/// Compiles a `[[table]]`; errors name the table and the field.
-pub(crate) fn compile_table(spec: TableSpec) -> Result<TableDef, String> {
-    let table = spec.name.clone();
-    let fail = |field: &str, why: String| format!("table {table:?}: `{field}`: {why}");
-    if !valid_identifier(&spec.name)
-        || [READINGS_TABLE, DEAD_LETTER_TABLE].contains(&spec.name.as_str())
-    {
-        return Err(fail(
-            "name",
-            format!("{:?} must be lower-case letters, digits and _ (at most 63), and not a built-in table", spec.name),
-        ));
-    }
-    let topic = spec
-        .topic
-        .as_deref()
-        .map(TopicFilter::new)
-        .transpose()
-        .map_err(|error| fail("topic", error.to_string()))?;
-    let requires = spec
-        .requires
-        .iter()
-        .map(|text| FieldSource::parse(text).map_err(|why| fail("requires", why)))
-        .collect::<Result<_, _>>()?;
-    let delimiter = match spec.delimiter.as_deref() {
-        None => '|',
-        Some("\\t") => '\t',
-        Some(text) if text.chars().count() == 1 => text.chars().next().expect("one char"),
-        Some(text) => return Err(fail("delimiter", format!("{text:?} must be one character"))),
-    };
-    let format = match spec.format.as_deref() {
-        None if spec.delimiter.is_some() => PayloadFormat::Delimited(delimiter),
-        None | Some("auto") => PayloadFormat::Auto,
-        Some("json") => PayloadFormat::Json,
-        Some("delimited") => PayloadFormat::Delimited(delimiter),
-        Some(other) => {
-            return Err(fail(
-                "format",
-                format!("{other:?}: expected json, delimited or auto"),
-            ))
-        }
-    };
-    let offset = match spec.timezone.as_deref() {
-        None => FixedOffset::east_opt(0).expect("zero offset"),
-        Some(text) => parse_offset(text).ok_or_else(|| {
-            fail(
-                "timezone",
-                format!("{text:?} is not an offset such as +09:00"),
-            )
-        })?,
-    };
-    let mut columns = Vec::with_capacity(spec.column.len());
-    for column in spec.column {
-        let field = format!("column {}", column.name);
-        if !valid_identifier(&column.name)
-            || [MESSAGE_ID_COLUMN, MESSAGE_ROW_COLUMN].contains(&column.name.as_str())
-        {
-            return Err(fail(
-                &field,
-                "names are lower-case letters, digits and _; message_id and message_row are added to every table".into(),
-            ));
-        }
-        if columns.iter().any(|c: &ColumnDef| c.name == column.name) {
-            return Err(fail(&field, "appears twice".into()));
-        }
-        let kind = ColumnType::parse(&column.kind).ok_or_else(|| {
-            fail(
-                &format!("{field}.type"),
-                format!(
-                    "{:?}: expected string, integer, float, boolean, timestamp or json",
-                    column.kind
-                ),
-            )
-        })?;
-        let timestamp_format = match column.format.as_deref() {
-            None => TimestampFormat::Auto,
-            Some(text) => TimestampFormat::from_name(text, offset).ok_or_else(|| {
-                fail(
-                    &format!("{field}.format"),
-                    format!("{text:?} is not a timestamp format"),
-                )
-            })?,
-        };
-        columns.push(ColumnDef {
-            name: column.name,
-            kind,
-            source: FieldSource::parse(&column.from)
-                .map_err(|why| fail(&format!("{field}.from"), why))?,
-            timestamp_format,
-            required: column.required,
-        });
-    }
-    if columns.is_empty() {
-        return Err(fail("column", "declare at least one column".into()));
-    }
-    Ok(TableDef {
-        name: spec.name,
-        topic,
-        requires,
-        format,
-        columns,
-        readings: spec.readings,
-    })
-}
-
 // ---- rows ---------------------------------------------------------------------
 
 /// A column value could not be converted.
@@ -418,34 +273,56 @@ fn applies(table: &TableDef, record: &PayloadRecord<'_, '_>) -> bool {
             .all(|source| record.get(source).is_some())
 }
 
-/// The rows `message` gives `table` (none when the table does not apply),
-/// each ending with the message id and the row's position.
-pub fn table_rows(
-    table: &TableDef,
+/// A message's rows of one table: (the table's index, its rows).
+pub type TableRowsOf = (usize, Vec<Vec<Cell>>);
+
+/// The rows `message` gives each table of `tables` that applies to it, as
+/// (table index, rows), each row ending with the message id and the row's
+/// position. The payload is walked once per distinct table format (one walk
+/// for every JSON table, one per delimiter), not once per table.
+pub fn rows_of_tables(
+    tables: &[TableDef],
     message: &RawMessage<'_>,
     now_ms: i64,
-) -> Result<Vec<Vec<Cell>>, DecodeError> {
-    let mut rows = Vec::new();
-    for_each_record(message, table.format, now_ms, &mut |record| {
-        if !applies(table, record) {
-            return Ok(());
+) -> Result<Vec<TableRowsOf>, DecodeError> {
+    let mut rows: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); tables.len()];
+    let mut formats: Vec<PayloadFormat> = Vec::new();
+    for table in tables {
+        if !formats.contains(&table.format) {
+            formats.push(table.format);
         }
-        let mut row = Vec::with_capacity(table.columns.len() + 2);
-        for column in &table.columns {
-            row.push(cell(table, column, record.get(&column.source))?);
+    }
+    for format in formats {
+        let walked = for_each_record(message, format, now_ms, &mut |record| {
+            for (index, table) in tables.iter().enumerate() {
+                if table.format != format || !applies(table, record) {
+                    continue;
+                }
+                let mut row = Vec::with_capacity(table.columns.len() + 2);
+                for column in &table.columns {
+                    row.push(cell(table, column, record.get(&column.source))?);
+                }
+                row.push(Cell::Text(message.id.to_string()));
+                row.push(Cell::Int(rows[index].len() as i64));
+                rows[index].push(row);
+            }
+            Ok(())
+        });
+        let some_rows = tables
+            .iter()
+            .zip(&rows)
+            .any(|(table, rows)| table.format == format && !rows.is_empty());
+        match walked {
+            Ok(()) => {}
+            // A payload these tables cannot parse at all is not their payload.
+            Err(DecodeError::Json(_) | DecodeError::NotText | DecodeError::Empty) if !some_rows => {
+            }
+            Err(error) => return Err(error),
         }
-        row.push(Cell::Text(message.id.to_string()));
-        row.push(Cell::Int(rows.len() as i64));
-        rows.push(row);
-        Ok(())
-    })
-    .or_else(|error| match error {
-        // A payload this table cannot parse at all is not its payload.
-        DecodeError::Json(_) | DecodeError::NotText | DecodeError::Empty if !rows.is_empty() => {
-            Err(error)
-        }
-        DecodeError::Json(_) | DecodeError::NotText | DecodeError::Empty => Ok(()),
-        other => Err(other),
-    })?;
-    Ok(rows)
+    }
+    Ok(rows
+        .into_iter()
+        .enumerate()
+        .filter(|(_, rows)| !rows.is_empty())
+        .collect())
 }

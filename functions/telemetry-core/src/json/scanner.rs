@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::special_bytes::{copy_until_special, next_special, SpecialMask, BLOCK};
+use crate::json::byte_classes::{copy_until_special, next_special, SpecialMask, BLOCK};
 
 /// The input is not the plain shape this scanner reads: use the serde path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,7 +386,7 @@ fn escape_length(bytes: &[u8], at: usize, escapes: &mut Escapes) -> Scan<usize> 
     }
 }
 
-/// What [`crate::payload::ObjectFields`] needs to read a flat object: from
+/// What [`crate::payload::fields::ObjectFields`] needs to read a flat object: from
 /// JSON text ([`Scanner`]) or from the text of a JSON string that holds it
 /// ([`EscapedScanner`]).
 pub(crate) trait ObjectReader<'a> {
