@@ -2,9 +2,15 @@
 //! parsing of the same bytes (the practical ceiling). `make bench` runs them
 //! and copies the figures into BENCHMARKS.md.
 
+use std::borrow::Cow;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use serde::Deserialize;
 use telemetry_core::envelope::parse_event;
+use telemetry_core::envelope::{MessageSource, RawMessage};
+use telemetry_core::invocation::metrics::MetricsStep;
 use telemetry_core::invocation::InvocationSettings;
+use telemetry_core::invocation::{Invocation, Step};
 use telemetry_core::payload::mapping::Mappings;
 use telemetry_core::reading::decode::decode_message;
 use telemetry_core::reading::Reading;
@@ -27,6 +33,14 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("envelope", |b| {
         b.iter(|| parse_event(&event).unwrap().messages.len())
+    });
+    // The libraries that could replace the scanner, on the same bytes, into
+    // the fields the scanner reads (borrowed where JSON escaping allows).
+    group.bench_function("envelope_serde_json_borrowed", |b| {
+        b.iter(|| library_messages(serde_json::from_slice(&event).unwrap()).len())
+    });
+    group.bench_function("envelope_sonic_rs", |b| {
+        b.iter(|| library_messages(sonic_rs::from_slice(&event).unwrap()).len())
     });
 
     let envelope = parse_event(&event).unwrap();
@@ -76,7 +90,74 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The whole handler again, with a library reading the envelope: the
+    // same step (decode, validate, EMF) on the messages it gives.
+    let step = MetricsStep {
+        settings: &pipeline,
+        sink: &sink,
+    };
+    let invocation = Invocation {
+        request_id: "bench",
+        now_ms: NOW_MS,
+    };
+    let rest_of_handler = |messages: Vec<RawMessage<'_>>| {
+        let mut readings = step.start(messages.len());
+        for (index, message) in messages.iter().enumerate() {
+            step.take(&mut readings, message, index as u32, NOW_MS)
+                .unwrap();
+        }
+        runtime.block_on(step.deliver(&readings, invocation));
+        step.accepted(&readings)
+    };
+    group.bench_function("whole_handler_emf_serde_json_envelope", |b| {
+        b.iter(|| rest_of_handler(library_messages(serde_json::from_slice(&event).unwrap())))
+    });
+    group.bench_function("whole_handler_emf_sonic_rs_envelope", |b| {
+        b.iter(|| rest_of_handler(library_messages(sonic_rs::from_slice(&event).unwrap())))
+    });
     group.finish();
+}
+
+/// An SQS event as a library reads it: the fields the scanner reads.
+#[derive(Deserialize)]
+struct SqsEvent<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<SqsRecord<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SqsRecord<'a> {
+    #[serde(rename = "messageId", borrow)]
+    message_id: Cow<'a, str>,
+    #[serde(borrow)]
+    body: Cow<'a, str>,
+    #[serde(rename = "eventSource", borrow)]
+    event_source: Cow<'a, str>,
+    #[serde(borrow)]
+    attributes: SqsAttributes<'a>,
+}
+
+#[derive(Deserialize)]
+struct SqsAttributes<'a> {
+    #[serde(rename = "SentTimestamp", borrow)]
+    sent_timestamp: Cow<'a, str>,
+}
+
+fn library_messages(event: SqsEvent<'_>) -> Vec<RawMessage<'_>> {
+    event
+        .records
+        .into_iter()
+        .map(|record| {
+            assert_eq!(record.event_source, "aws:sqs");
+            let body = match record.body {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            };
+            let mut message = RawMessage::new(MessageSource::Sqs, record.message_id, body);
+            message.received_at_ms = record.attributes.sent_timestamp.parse().ok();
+            message
+        })
+        .collect()
 }
 
 criterion_group!(hot_path, benches);

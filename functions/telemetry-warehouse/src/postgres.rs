@@ -17,11 +17,11 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config};
 
-use crate::postgres_tls::{redact, RustlsConnector, TlsMode};
+use crate::postgres_tls::{redact, TlsMode};
 
 pub struct PostgresTables {
     config: Config,
-    tls: RustlsConnector,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     /// Where the URL points, without the password, for messages.
     display: String,
     client: Mutex<Option<Client>>,

@@ -12,24 +12,18 @@
 //! the TLS; tokio-postgres only knows `disable`, `prefer` and `require`, so
 //! the other modes and `sslrootcert` are read here and taken out of the URL.
 
-use std::fmt;
-use std::future::Future;
-use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, InvalidDnsNameError, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
 use rustls::{Error as TlsError, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::SslMode;
-use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How much the connection checks, in libpq's terms; the verifying modes
 /// carry the certificate authorities they trust.
@@ -125,7 +119,7 @@ impl TlsMode {
 
     /// The connector for this mode; reads the root certificates once (at
     /// cold start).
-    pub fn connector(&self) -> Result<RustlsConnector, String> {
+    pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let chain = match self {
             TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => None,
@@ -149,7 +143,8 @@ impl TlsMode {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
-        Ok(RustlsConnector(Arc::new(config)))
+        // The connector and its stream are tokio-postgres-rustls's.
+        Ok(MakeRustlsConnect::new(config))
     }
 }
 
@@ -243,113 +238,11 @@ impl ServerCertVerifier for LibpqVerifier {
     }
 }
 
-/// tokio-postgres's TLS hook, backed by rustls. Channel binding is not
-/// offered (SCRAM authentication works without it).
-#[derive(Clone)]
-pub struct RustlsConnector(Arc<ClientConfig>);
-
-impl fmt::Debug for RustlsConnector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RustlsConnector")
-    }
-}
-
-impl<S> MakeTlsConnect<S> for RustlsConnector
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    type Stream = PostgresTlsStream<S>;
-    type TlsConnect = RustlsConnect;
-    type Error = InvalidDnsNameError;
-
-    fn make_tls_connect(&mut self, host: &str) -> Result<RustlsConnect, InvalidDnsNameError> {
-        Ok(RustlsConnect {
-            config: self.0.clone(),
-            server_name: ServerName::try_from(host.to_owned())?,
-        })
-    }
-}
-
-pub struct RustlsConnect {
-    config: Arc<ClientConfig>,
-    server_name: ServerName<'static>,
-}
-
-impl<S> TlsConnect<S> for RustlsConnect
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    type Stream = PostgresTlsStream<S>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<PostgresTlsStream<S>>> + Send>>;
-
-    fn connect(self, stream: S) -> Self::Future {
-        Box::pin(async move {
-            let stream = tokio_rustls::TlsConnector::from(self.config)
-                .connect(self.server_name, stream)
-                .await?;
-            Ok(PostgresTlsStream(stream))
-        })
-    }
-}
-
-pub struct PostgresTlsStream<S>(tokio_rustls::client::TlsStream<S>);
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PostgresTlsStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PostgresTlsStream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for PostgresTlsStream<S> {
-    fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
-    }
-}
-
 /// `%XX` escapes decoded, as tokio-postgres reads URL values (`+` stays).
 fn url_decode(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        let escaped = tail
-            .get(..2)
-            .filter(|_| byte == b'%')
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(decoded) => {
-                out.push(decoded);
-                rest = &tail[2..];
-            }
-            None => {
-                out.push(byte);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A PostgreSQL URL with its user and password hidden, for messages and logs.
@@ -427,7 +320,9 @@ mod tests {
         let error = split("postgres://db/x?sslmode=require&sslrootcert=").unwrap_err();
         assert!(error.contains("sslrootcert is empty"), "{error}");
         let missing = TlsMode::VerifyCa(TrustedRoots::File("/nonexistent/ca.pem".into()));
-        let error = missing.connector().unwrap_err();
+        let Err(error) = missing.connector() else {
+            panic!("a missing root certificate file is refused");
+        };
         assert!(
             error.contains("/nonexistent/ca.pem") && error.contains("cannot be read"),
             "{error}"

@@ -158,7 +158,7 @@ impl<'a> From<Cow<'a, [u8]>> for Payload<'a> {
 }
 
 impl<'a> RawMessage<'a> {
-    fn new(source: MessageSource, id: Cow<'a, str>, payload: impl Into<Payload<'a>>) -> Self {
+    pub fn new(source: MessageSource, id: Cow<'a, str>, payload: impl Into<Payload<'a>>) -> Self {
         RawMessage {
             source,
             id,

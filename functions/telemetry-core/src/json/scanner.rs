@@ -648,30 +648,37 @@ fn hex4(bytes: &[u8], pos: usize) -> Scan<u32> {
 /// accepts what serde refuses, nor reads it differently.
 #[cfg(test)]
 pub(crate) fn mutations(text: &str, count: usize) -> Vec<String> {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
     const REPLACEMENTS: &[u8] = b"\"\\{}[],: 0a-.e\nu";
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ text.len() as u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state as usize
-    };
-    let mut out = Vec::with_capacity(count);
-    while out.len() < count && !text.is_empty() {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    // One byte removed, doubled or replaced by one that matters to JSON.
+    let edit = (
+        0..text.len(),
+        0..3u8,
+        proptest::sample::select(REPLACEMENTS),
+    );
+    let mutated = edit.prop_map(|(at, kind, replacement)| {
         let mut bytes = text.as_bytes().to_vec();
-        let at = next() % bytes.len();
-        match next() % 3 {
+        match kind {
             0 => {
                 bytes.remove(at);
             }
             1 => bytes.insert(at, bytes[at]),
-            _ => bytes[at] = REPLACEMENTS[next() % REPLACEMENTS.len()],
+            _ => bytes[at] = replacement,
         }
-        if let Ok(mutated) = String::from_utf8(bytes) {
-            out.push(mutated);
-        }
-    }
-    out
+        String::from_utf8(bytes).ok()
+    });
+    // A fixed seed: the same damaged copies every run, so a failure repeats.
+    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    std::iter::repeat_with(|| mutated.new_tree(&mut runner).expect("a mutation").current())
+        .flatten()
+        .take(count)
+        .collect()
 }
 
 #[cfg(test)]

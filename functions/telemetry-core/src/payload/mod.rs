@@ -4,6 +4,7 @@
 
 pub mod fields;
 pub mod mapping;
+pub mod records;
 pub mod timestamp;
 pub mod topic;
 pub mod unit;

@@ -380,6 +380,7 @@ impl MetricsSink for EmfSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     use serde_json::{json, Value};
 
@@ -548,30 +549,40 @@ mod tests {
     /// Every reading of a mixed batch comes back once, under its device,
     /// dimensions, metric and storage period, in documents within EMF's
     /// limits, and no two documents share a key they could have shared.
+    /// Batches of up to 3,000 readings from 7 devices, 3 metrics (one of
+    /// them high resolution) over 200 s, a quarter with a `site` dimension.
+    fn mixed_batches() -> impl Strategy<Value = Vec<Reading>> {
+        let spec = (
+            0..7u8,
+            0..3usize,
+            0..200_000i64,
+            proptest::bool::weighted(0.25),
+        );
+        proptest::collection::vec(spec, 1..3_000).prop_map(|specs| {
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (device, metric, offset_ms, with_site))| {
+                    let mut reading = reading(
+                        &format!("device-{device}"),
+                        ["t", "h", "p"][metric],
+                        i as f64,
+                        1_700_000_000_000 + offset_ms,
+                    );
+                    reading.high_resolution = reading.metric == "p";
+                    if with_site {
+                        reading.dimensions.push(("site".into(), "lab".into()));
+                    }
+                    reading
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
     #[test]
-    fn every_reading_of_a_mixed_batch_is_written_once_under_its_period() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |bound: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        };
-        let readings: Vec<Reading> = (0..3_000)
-            .map(|i| {
-                let mut reading = reading(
-                    &format!("device-{}", next(7)),
-                    ["t", "h", "p"][next(3) as usize],
-                    i as f64,
-                    1_700_000_000_000 + next(200_000) as i64,
-                );
-                reading.high_resolution = reading.metric == "p";
-                if next(4) == 0 {
-                    reading.dimensions.push(("site".into(), "lab".into()));
-                }
-                reading
-            })
-            .collect();
+    fn every_reading_of_a_mixed_batch_is_written_once_under_its_period(readings in mixed_batches()) {
         let mut out = Vec::new();
         let documents = encode("N", &readings, &mut out);
         let docs = lines(&out);
@@ -624,6 +635,7 @@ mod tests {
         expected.sort();
         written.sort();
         assert_eq!(written, expected);
+    }
     }
 
     #[test]

@@ -5,9 +5,9 @@
 use crate::envelope::RawMessage;
 use crate::payload::fields::Field;
 use crate::payload::mapping::{FieldSource, PayloadFormat};
+use crate::payload::records::{for_each_record, DecodeError, PayloadRecord};
 use crate::payload::timestamp::TimestampFormat;
 use crate::payload::topic::TopicFilter;
-use crate::reading::decode::{for_each_record, DecodeError, PayloadRecord};
 
 /// A column's type, the same in Parquet, Athena and PostgreSQL terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
