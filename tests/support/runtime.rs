@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::read_request;
+use crate::http::read_request;
 
 #[derive(Default)]
 struct State {

@@ -11,7 +11,7 @@ use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_smithy_types::DateTime;
 use chrono::Utc;
 use e2e_tests::runtime::LocalRuntime;
-use e2e_tests::{function_binary, parse_emf, sdk_config, MotoServer};
+use e2e_tests::{function_binary, parse_emf, sdk_config, MotoServer, Sample};
 use serde_json::{json, Value};
 
 struct Function {
@@ -281,10 +281,9 @@ async fn warehouse_binary_writes_parquet_tables_from_its_environment() {
             ("PUBSUB_VERIFICATION_TOKEN", "sample-token".to_owned()),
         ],
     );
-    let event =
-        std::fs::read(e2e_tests::repo_root().join("events/pubsub-http--temp.json")).unwrap();
+    let sample = Sample::load("pubsub-http--temp.json");
     let response = runtime
-        .invoke(&event, Duration::from_secs(30))
+        .invoke(&sample.bytes, Duration::from_secs(30))
         .expect("invocation succeeds");
     assert_eq!(response["statusCode"], 200, "{response}");
     let rows = e2e_tests::duckdb_query(&format!(
@@ -299,6 +298,35 @@ async fn warehouse_binary_writes_parquet_tables_from_its_environment() {
         "SELECT count(*) AS n FROM read_parquet('{}/readings/**/*.parquet')",
         warehouse.display()
     ));
-    assert_eq!(readings[0]["n"], 1);
+    assert_eq!(readings[0]["n"], sample.metrics().len());
     std::fs::remove_dir_all(&warehouse).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undelivered_invocation_fails_with_an_error_type_that_names_it() {
+    let runtime = LocalRuntime::start();
+    // CloudWatch at a loopback port where nothing listens: the connection
+    // is refused, a transient failure, so the IoT rule's invocation fails
+    // and Lambda retries it.
+    let closed = format!("http://127.0.0.1:{}", e2e_tests::free_port());
+    let env = [
+        ("METRICS_SINK", "cloudwatch".to_owned()),
+        ("CLOUDWATCH_MAX_ATTEMPTS", "1".to_owned()),
+        ("AWS_ENDPOINT_URL", closed),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+    ];
+    let function = Function::start(&runtime, &env);
+    let reading = reference_000("temp-sensor-istanbul", Utc::now().timestamp() - 60, 17.9);
+    let error = runtime
+        .invoke(reading.as_bytes(), Duration::from_secs(30))
+        .expect_err("the reading could not be delivered");
+    assert_eq!(error["errorType"], "Telemetry.NotDelivered", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("1 of 1 messages were not delivered") && message.contains("PutMetricData"),
+        "{message}"
+    );
+    drop(function);
 }

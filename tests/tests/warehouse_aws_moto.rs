@@ -5,7 +5,7 @@
 use aws_sdk_firehose::types::ExtendedS3DestinationConfiguration;
 use e2e_tests::{
     duckdb_query, recorded_actions, repo_root, sdk_config, start_recording, Canned, MotoServer,
-    ThrottlingProxy,
+    Sample, ThrottlingProxy,
 };
 use serde_json::{json, Value};
 use telemetry_aws::firehose::FirehoseTables;
@@ -59,12 +59,17 @@ async fn parquet_in_s3_has_the_local_layout_and_reads_back() {
     let writer = ParquetTables {
         store: S3Objects::new(&sdk, "warehouse", "iot/"),
     };
-    let event = std::fs::read(repo_root().join("events/iot-rule--batch.json")).unwrap();
+    let sample = Sample::load("iot-rule--batch.json");
     let (response, counts) = warehouse()
-        .process_warehouse(&event, "req-s3", NOW_MS, &writer)
+        .process_warehouse(&sample.bytes, "req-s3", NOW_MS, &writer)
         .await
         .unwrap();
-    assert_eq!(counts.readings_accepted, 4, "{}", response.to_json());
+    assert_eq!(
+        counts.readings_accepted,
+        sample.metrics().len(),
+        "{}",
+        response.to_json()
+    );
 
     let keys = object_keys(&s3, "warehouse").await;
     let tables: Vec<&str> = keys.iter().map(|k| k.split('/').nth(1).unwrap()).collect();

@@ -2,7 +2,7 @@
 //! without TLS (as RDS for PostgreSQL 15+ does): the URL's `sslmode` and
 //! `sslrootcert` choose what is checked, and a refusal says why.
 
-use e2e_tests::{repo_root, PostgresServer, TestCertificates};
+use e2e_tests::{PostgresServer, Sample, TestCertificates};
 use serde_json::json;
 use telemetry_core::invocation::InvocationSettings;
 use telemetry_core::warehouse::tables::{Schema, TableRows};
@@ -21,7 +21,8 @@ async fn rows_reach_a_tls_only_server_as_each_sslmode_allows() {
         certificates.ca.display(),
         certificates.other_ca.display(),
     );
-    let event = std::fs::read(repo_root().join("events/sqs--temp.json")).unwrap();
+    let sample = Sample::load("sqs--temp.json");
+    let event = &sample.bytes;
     let warehouse = InvocationSettings::default();
 
     let accepted = [
@@ -40,7 +41,7 @@ async fn rows_reach_a_tls_only_server_as_each_sslmode_allows() {
     for (attempt, url) in accepted.iter().enumerate() {
         let writer = PostgresTables::from_url(url).unwrap();
         let (response, _) = warehouse
-            .process_warehouse(&event, &format!("tls-{attempt}"), NOW_MS, &writer)
+            .process_warehouse(event, &format!("tls-{attempt}"), NOW_MS, &writer)
             .await
             .unwrap();
         assert_eq!(
@@ -49,8 +50,11 @@ async fn rows_reach_a_tls_only_server_as_each_sslmode_allows() {
             "{url}"
         );
     }
-    // Redeliveries of one message: one row, written over TLS.
-    assert_eq!(server.psql("SELECT count(*) FROM readings"), "1");
+    // Redeliveries of one message: its rows once, written over TLS.
+    assert_eq!(
+        server.psql("SELECT count(*) FROM readings"),
+        sample.metrics().len().to_string()
+    );
 
     let refused = [
         (
@@ -87,7 +91,7 @@ async fn rows_reach_a_tls_only_server_as_each_sslmode_allows() {
     // And through the pipeline, a refused connection is a retry, not a loss.
     let writer = PostgresTables::from_url(&refused[0].0).unwrap();
     let (response, _) = warehouse
-        .process_warehouse(&event, "refused", NOW_MS, &writer)
+        .process_warehouse(event, "refused", NOW_MS, &writer)
         .await
         .unwrap();
     assert_ne!(response.to_json(), json!({"batchItemFailures": []}));

@@ -159,3 +159,173 @@ impl InvocationSettings {
         self.run(&step, event, invocation, &dead_letters).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::pipeline_file::PipelineFile;
+    use crate::warehouse::tables::Cell;
+    use crate::warehouse::TableWriteError;
+
+    const NOW_MS: i64 = 1_645_938_300_000;
+
+    /// The reference pipeline file's tables, as the function reads it.
+    fn settings() -> InvocationSettings {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/reference-pipelines.toml"
+        );
+        PipelineFile::load(std::path::Path::new(path))
+            .unwrap()
+            .into()
+    }
+
+    /// Keeps what it is given; fails the tables it is told to, as told.
+    #[derive(Default)]
+    struct MemoryTables {
+        written: Mutex<Vec<TableRows>>,
+        failing: Vec<(&'static str, FailureKind)>,
+    }
+
+    #[async_trait]
+    impl TableWriter for MemoryTables {
+        async fn write(
+            &self,
+            rows: &TableRows,
+            _batch_id: &str,
+            _now_ms: i64,
+        ) -> Result<String, TableWriteError> {
+            let table = rows.schema.table.as_str();
+            if let Some((_, kind)) = self.failing.iter().find(|(name, _)| *name == table) {
+                let reason = format!("{table} is failing ({kind:?})");
+                return Err(TableWriteError::all(rows, "memory".into(), reason, *kind));
+            }
+            self.written.lock().unwrap().push(rows.clone());
+            Ok(format!("memory:{table}"))
+        }
+    }
+
+    impl MemoryTables {
+        fn table(&self, name: &str) -> Vec<Vec<Cell>> {
+            let written = self.written.lock().unwrap();
+            written
+                .iter()
+                .filter(|rows| rows.schema.table == name)
+                .flat_map(|rows| rows.rows.clone())
+                .collect()
+        }
+    }
+
+    fn sqs(records: &[(&str, &str)]) -> Vec<u8> {
+        let records: Vec<_> = records
+            .iter()
+            .map(|(id, body)| json!({"messageId": id, "eventSource": "aws:sqs", "body": body}))
+            .collect();
+        serde_json::to_vec(&json!({ "Records": records })).unwrap()
+    }
+
+    /// Reference 000's reading, 002's CO2 line, a tweet and a broken body.
+    fn mixed_batch() -> Vec<u8> {
+        sqs(&[
+            (
+                "temp",
+                r#"{"timestamp": 1645938060, "device": "temp-sensor-istanbul", "temperature": 17.95}"#,
+            ),
+            ("co2", "2020-7-13 22:43:23|3500"),
+            (
+                "tweet",
+                r#"{"id": 7, "created_at": "2021-07-26 14:37:33+00:00", "text": "hi"}"#,
+            ),
+            ("broken", r#"{"device": "d-1", "temperature": "#),
+        ])
+    }
+
+    #[tokio::test]
+    async fn each_message_lands_in_its_tables_and_the_broken_one_in_dead_letters() {
+        let tables = MemoryTables::default();
+        let (response, counts) = settings()
+            .process_warehouse(&mixed_batch(), "req", NOW_MS, &tables)
+            .await
+            .unwrap();
+        assert_eq!(response.batch_item_failures(), Some(&[][..]));
+        // A row ends with its message id and its position in the message.
+        let temp = tables.table("sensordata");
+        assert_eq!(temp.len(), 1);
+        assert_eq!(temp[0][1], Cell::Text("temp-sensor-istanbul".into()));
+        assert_eq!(temp[0][3..], [Cell::Text("temp".into()), Cell::Int(0)]);
+        let co2 = tables.table("co2_emissions");
+        assert_eq!(co2.len(), 1);
+        assert_eq!(co2[0][1], Cell::Float(3500.0));
+        assert_eq!(tables.table("tweets").len(), 1);
+        // Readings of the temperature and the CO2 line; the tweet is no telemetry.
+        let readings = tables.table("readings");
+        let ids: Vec<&Cell> = readings.iter().map(|row| &row[8]).collect();
+        assert_eq!(ids, [&Cell::Text("temp".into()), &Cell::Text("co2".into())]);
+        let dead = tables.table("dead_letter");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0][5], Cell::Text("broken".into()));
+        let Cell::Text(reason) = &dead[0][2] else {
+            panic!("a reason")
+        };
+        assert!(reason.contains("not valid JSON"), "{reason}");
+        assert_eq!((counts.readings_accepted, counts.dead_lettered), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_transient_table_failure_retries_only_that_tables_messages() {
+        let tables = MemoryTables {
+            failing: vec![("co2_emissions", FailureKind::Transient)],
+            ..MemoryTables::default()
+        };
+        let (response, counts) = settings()
+            .process_warehouse(&mixed_batch(), "req", NOW_MS, &tables)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.batch_item_failures(),
+            Some(&["co2".to_owned()][..])
+        );
+        assert_eq!((counts.retried, counts.dead_lettered), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_permanent_table_failure_dead_letters_that_tables_messages() {
+        let tables = MemoryTables {
+            failing: vec![("tweets", FailureKind::Permanent)],
+            ..MemoryTables::default()
+        };
+        let (response, counts) = settings()
+            .process_warehouse(&mixed_batch(), "req", NOW_MS, &tables)
+            .await
+            .unwrap();
+        assert_eq!(response.batch_item_failures(), Some(&[][..]));
+        let dead = tables.table("dead_letter");
+        let ids: Vec<&Cell> = dead.iter().map(|row| &row[5]).collect();
+        assert_eq!(
+            ids,
+            [&Cell::Text("broken".into()), &Cell::Text("tweet".into())]
+        );
+        assert_eq!((counts.retried, counts.dead_lettered), (0, 2));
+    }
+
+    #[tokio::test]
+    async fn when_dead_letters_cannot_be_written_their_messages_are_retried() {
+        let tables = MemoryTables {
+            failing: vec![("dead_letter", FailureKind::Transient)],
+            ..MemoryTables::default()
+        };
+        let (response, counts) = settings()
+            .process_warehouse(&mixed_batch(), "req", NOW_MS, &tables)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.batch_item_failures(),
+            Some(&["broken".to_owned()][..])
+        );
+        assert_eq!((counts.retried, counts.dead_lettered), (1, 0));
+    }
+}

@@ -326,3 +326,82 @@ pub fn rows_of_tables(
         .filter(|(_, rows)| !rows.is_empty())
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::config::pipeline_file::PipelineFile;
+    use crate::envelope::MessageSource;
+
+    fn tables(toml: &str) -> Vec<TableDef> {
+        PipelineFile::parse(toml).unwrap().tables
+    }
+
+    fn message(payload: &str) -> RawMessage<'_> {
+        RawMessage::new(
+            MessageSource::Sqs,
+            Cow::Borrowed("m-1"),
+            Cow::Borrowed(payload.as_bytes()),
+        )
+    }
+
+    const TWO_FORMATS: &str = r#"
+        [[table]]
+        name = "json_rows"
+        requires = ["/v"]
+        [[table.column]]
+        name = "v"
+        type = "float"
+        from = "/v"
+        [[table]]
+        name = "text_rows"
+        format = "delimited"
+        delimiter = ";"
+        [[table.column]]
+        name = "when"
+        type = "timestamp"
+        from = "/0"
+        format = "rfc3339"
+        [[table.column]]
+        name = "v"
+        type = "integer"
+        from = "/1"
+    "#;
+
+    #[test]
+    fn each_table_takes_the_records_of_its_format() {
+        let tables = tables(TWO_FORMATS);
+        let json = rows_of_tables(&tables, &message(r#"[{"v": 1.5}, {"v": 2}, {"w": 3}]"#), 0);
+        let cells = |rows: &[Vec<Cell>]| rows.iter().map(|row| row[0].clone()).collect::<Vec<_>>();
+        let json = json.unwrap();
+        assert_eq!(json.len(), 1);
+        assert_eq!(json[0].0, 0);
+        assert_eq!(cells(&json[0].1), [Cell::Float(1.5), Cell::Float(2.0)]);
+        // Positions count the table's own rows, then the message id.
+        assert_eq!(json[0].1[1][1..], [Cell::Text("m-1".into()), Cell::Int(1)]);
+
+        let text = rows_of_tables(&tables, &message("2022-02-27T05:01:00Z; 42"), 0).unwrap();
+        assert_eq!(text.len(), 1);
+        assert_eq!(text[0].0, 1);
+        assert_eq!(
+            text[0].1[0][..2],
+            [Cell::Timestamp(1_645_938_060_000), Cell::Int(42)]
+        );
+    }
+
+    #[test]
+    fn a_payload_no_table_can_read_makes_no_rows_and_a_bad_column_names_itself() {
+        let tables = tables(TWO_FORMATS);
+        assert!(rows_of_tables(&tables, &message("{not json"), 0)
+            .unwrap()
+            .is_empty());
+        let error = rows_of_tables(&tables, &message(r#"{"v": "warm"}"#), 0).unwrap_err();
+        let error = error.to_string();
+        assert!(
+            error.contains("json_rows.v") && error.contains("warm"),
+            "{error}"
+        );
+    }
+}
