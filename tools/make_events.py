@@ -241,6 +241,14 @@ def build():
                {"message_id": "aaaaaaaa-0000-4000-8000-000000000007", "reason": "field `/value` = \"n/a\" is not a number"},
            ],
            response={"batchItemFailures": []})
+    # A device that sends an empty batch by mistake: dead-lettered, never vanished.
+    sample("malformed--sqs-empty-arrays.json", {"Records": [
+        sqs_record("[]", "cccccccc-0000-4000-8000-000000000001"),
+        sqs_record("\n[]", "cccccccc-0000-4000-8000-000000000002"),
+    ]}, dead_letters=[
+        {"message_id": "cccccccc-0000-4000-8000-000000000001", "reason": "holds no reading"},
+        {"message_id": "cccccccc-0000-4000-8000-000000000002", "reason": "holds no reading"},
+    ], response={"batchItemFailures": []})
     bad_kinesis = kinesis_record("x", "49590338271490256608559692538361571095921575989136588899", "k")
     bad_kinesis["kinesis"]["data"] = "not base64!!"
     sample("malformed--kinesis-bad-base64.json", {"Records": [bad_kinesis]},

@@ -2,24 +2,22 @@
 //! parsing of the same bytes (the practical ceiling). `make bench` runs them
 //! and copies the figures into BENCHMARKS.md.
 
-use std::borrow::Cow;
-
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use serde::Deserialize;
+use library_envelope::{library_messages, rest_of_handler};
 use telemetry_core::envelope::parse_event;
-use telemetry_core::envelope::{MessageSource, RawMessage};
 use telemetry_core::invocation::metrics::MetricsStep;
 use telemetry_core::invocation::InvocationSettings;
-use telemetry_core::invocation::{Invocation, Step};
 use telemetry_core::payload::mapping::Mappings;
 use telemetry_core::reading::decode::decode_message;
 use telemetry_core::reading::Reading;
 use telemetry_core::sink::emf;
 use telemetry_core::sink::emf::EmfSink;
 
+mod library_envelope;
 mod sqs_batch;
 
 use sqs_batch::{sqs_batch, MESSAGES};
+
 const NOW_MS: i64 = 1_645_938_300_000;
 
 fn benches(c: &mut Criterion) {
@@ -96,19 +94,7 @@ fn benches(c: &mut Criterion) {
         settings: &pipeline,
         sink: &sink,
     };
-    let invocation = Invocation {
-        request_id: "bench",
-        now_ms: NOW_MS,
-    };
-    let rest_of_handler = |messages: Vec<RawMessage<'_>>| {
-        let mut readings = step.start(messages.len());
-        for (index, message) in messages.iter().enumerate() {
-            step.take(&mut readings, message, index as u32, NOW_MS)
-                .unwrap();
-        }
-        runtime.block_on(step.deliver(&readings, invocation));
-        step.accepted(&readings)
-    };
+    let rest_of_handler = |messages| rest_of_handler(&step, &runtime, messages);
     group.bench_function("whole_handler_emf_serde_json_envelope", |b| {
         b.iter(|| rest_of_handler(library_messages(serde_json::from_slice(&event).unwrap())))
     });
@@ -116,48 +102,6 @@ fn benches(c: &mut Criterion) {
         b.iter(|| rest_of_handler(library_messages(sonic_rs::from_slice(&event).unwrap())))
     });
     group.finish();
-}
-
-/// An SQS event as a library reads it: the fields the scanner reads.
-#[derive(Deserialize)]
-struct SqsEvent<'a> {
-    #[serde(rename = "Records", borrow)]
-    records: Vec<SqsRecord<'a>>,
-}
-
-#[derive(Deserialize)]
-struct SqsRecord<'a> {
-    #[serde(rename = "messageId", borrow)]
-    message_id: Cow<'a, str>,
-    #[serde(borrow)]
-    body: Cow<'a, str>,
-    #[serde(rename = "eventSource", borrow)]
-    event_source: Cow<'a, str>,
-    #[serde(borrow)]
-    attributes: SqsAttributes<'a>,
-}
-
-#[derive(Deserialize)]
-struct SqsAttributes<'a> {
-    #[serde(rename = "SentTimestamp", borrow)]
-    sent_timestamp: Cow<'a, str>,
-}
-
-fn library_messages(event: SqsEvent<'_>) -> Vec<RawMessage<'_>> {
-    event
-        .records
-        .into_iter()
-        .map(|record| {
-            assert_eq!(record.event_source, "aws:sqs");
-            let body = match record.body {
-                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
-                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
-            };
-            let mut message = RawMessage::new(MessageSource::Sqs, record.message_id, body);
-            message.received_at_ms = record.attributes.sent_timestamp.parse().ok();
-            message
-        })
-        .collect()
 }
 
 criterion_group!(hot_path, benches);

@@ -466,15 +466,17 @@ mod tests {
 
     #[test]
     fn sqs_scanner_reads_every_sample_like_serde() {
-        let mut scanned = 0;
+        let (mut scanned, mut sqs_samples) = (0, 0);
         for (name, event) in sample_events() {
+            sqs_samples += usize::from(name.contains("sqs"));
             if assert_scan_agrees(&name, &event) {
                 scanned += 1;
                 assert!(name.contains("sqs"), "{name} is not an SQS event");
             }
         }
         // Every SQS and SNS-via-SQS sample takes the fast path.
-        assert_eq!(scanned, 9);
+        assert!(sqs_samples >= 9);
+        assert_eq!(scanned, sqs_samples);
     }
 
     #[test]

@@ -93,3 +93,98 @@ impl InvocationSettings {
         self.run(&step, event, invocation, dead_letters).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::invocation::hostile::one_message_event;
+    use crate::sink::dead_letter::DeadLetter;
+    use crate::sink::DeadLetterError;
+
+    const NOW_MS: i64 = 1_645_938_300_000;
+
+    /// Keeps the readings it is sent.
+    #[derive(Default)]
+    struct CapturedReadings(Mutex<Vec<Reading>>);
+
+    #[async_trait]
+    impl MetricsSink for CapturedReadings {
+        async fn send(&self, readings: &[Reading]) -> Delivery {
+            self.0.lock().unwrap().extend_from_slice(readings);
+            Delivery::default()
+        }
+    }
+
+    #[derive(Default)]
+    struct CapturedDeadLetters(Mutex<Vec<DeadLetter>>);
+
+    #[async_trait]
+    impl DeadLetterSink for CapturedDeadLetters {
+        async fn write(&self, letters: &[DeadLetter]) -> Result<String, DeadLetterError> {
+            self.0.lock().unwrap().extend_from_slice(letters);
+            Ok("memory".into())
+        }
+    }
+
+    fn run(event: &[u8]) -> (Result<(Response, Counts), RetryLater>, usize, usize) {
+        let sink = CapturedReadings::default();
+        let dead = CapturedDeadLetters::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let outcome = runtime.block_on(
+            InvocationSettings::default().process_metrics(event, "req", NOW_MS, &sink, &dead),
+        );
+        let readings = sink.0.lock().unwrap().len();
+        let letters = dead.0.lock().unwrap().len();
+        (outcome, readings, letters)
+    }
+
+    #[test]
+    fn an_empty_array_is_dead_lettered_with_its_reason() {
+        for body in ["[]", "\n[] ", "[{}, {}]"] {
+            let event = serde_json::json!({"Records": [
+                {"messageId": "m-1", "eventSource": "aws:sqs", "body": body}
+            ]});
+            let (outcome, readings, letters) = run(&serde_json::to_vec(&event).unwrap());
+            let (response, counts) = outcome.unwrap();
+            assert_eq!(response.batch_item_failures(), Some(&[][..]));
+            assert_eq!(
+                (readings, letters, counts.dead_lettered),
+                (0, 1, 1),
+                "{body:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Every message that comes in is accounted for: it gave readings,
+        /// or it was dead-lettered, or it is to be retried.
+        #[test]
+        fn no_message_vanishes(event in one_message_event()) {
+            let (outcome, readings, letters) = run(&event);
+            let counts = match &outcome {
+                Ok((_, counts)) => counts.clone(),
+                Err(retry) => retry.counts.clone(),
+            };
+            prop_assert_eq!(letters, counts.dead_lettered);
+            if counts.messages == 1 {
+                prop_assert!(
+                    readings > 0 || counts.dead_lettered == 1 || counts.retried == 1,
+                    "{:?} vanished: {:?}", String::from_utf8_lossy(&event), counts
+                );
+            } else {
+                // An IoT rule batch (a top-level array): each element.
+                prop_assert!(
+                    counts.dead_lettered + counts.retried + readings >= counts.messages,
+                    "{:?}: {:?}", String::from_utf8_lossy(&event), counts
+                );
+            }
+        }
+    }
+}

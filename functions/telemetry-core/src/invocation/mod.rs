@@ -11,6 +11,8 @@
 //! The steps: [`metrics`] (readings -> a metrics sink) and [`warehouse`]
 //! (rows -> a table writer).
 
+#[cfg(test)]
+mod hostile;
 pub mod metrics;
 pub mod warehouse;
 

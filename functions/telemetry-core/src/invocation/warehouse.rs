@@ -328,4 +328,41 @@ mod tests {
         );
         assert_eq!((counts.retried, counts.dead_lettered), (1, 0));
     }
+
+    /// For any one message through any raw trigger: rows, a dead letter, or
+    /// a retry (the invariant of the fuzz targets, under `cargo test`).
+    mod nothing_vanishes {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::invocation::hostile::one_message_event;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(384))]
+            #[test]
+            fn every_message_gives_rows_or_a_dead_letter(event in one_message_event()) {
+                let tables = MemoryTables::default();
+                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let outcome =
+                    runtime.block_on(settings().process_warehouse(&event, "req", NOW_MS, &tables));
+                let counts = match &outcome {
+                    Ok((_, counts)) => counts.clone(),
+                    Err(retry) => retry.counts.clone(),
+                };
+                let dead = tables.table("dead_letter").len();
+                let written = tables.written.lock().unwrap();
+                let rows: usize = written
+                    .iter()
+                    .filter(|rows| rows.schema.table != "dead_letter")
+                    .map(|rows| rows.rows.len())
+                    .sum();
+                prop_assert_eq!(dead, counts.dead_lettered);
+                let accounted = rows > 0 || dead == 1 || counts.retried == 1;
+                let batch = counts.messages != 1
+                    && rows + dead + counts.retried >= counts.messages;
+                prop_assert!(accounted || batch, "{:?} vanished: {:?}",
+                    String::from_utf8_lossy(&event), counts);
+            }
+        }
+    }
 }

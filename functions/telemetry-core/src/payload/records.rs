@@ -48,6 +48,10 @@ pub enum DecodeError {
     },
     #[error("payload has no numeric field to turn into a metric: {value}")]
     NoMetrics { value: String },
+    /// A payload that parsed but holds nothing to read (`[]`): it is
+    /// dead-lettered like any other, so a device's empty batch leaves a trace.
+    #[error("payload holds no reading: {value}")]
+    NoReadings { value: String },
 }
 
 /// Per-message facts the decoder may read besides the payload.

@@ -78,7 +78,11 @@ pub fn decode_message(
         None => decode_bytes(mappings, &message.payload.bytes(), &context, out, true),
     };
     match decoded {
-        Ok(()) => Ok(out.len() - start),
+        Ok(()) if out.len() > start => Ok(out.len() - start),
+        // Every message ends as readings or a dead letter, whatever its shape.
+        Ok(()) => Err(DecodeError::NoReadings {
+            value: truncate(&String::from_utf8_lossy(&message.payload.bytes()), 60).to_owned(),
+        }),
         Err(error) => {
             out.truncate(start);
             Err(error)
@@ -104,7 +108,13 @@ fn decode_bytes(
             decode_object_payload(mappings, &fields, context, out, may_unwrap)
         }
         Some(b'[') if !wants_text => {
-            for item in array_items(trimmed)? {
+            let mut items = array_items(trimmed)?.peekable();
+            if items.peek().is_none() {
+                return Err(DecodeError::NoReadings {
+                    value: "an empty array".into(),
+                });
+            }
+            for item in items {
                 decode_object_payload(mappings, &object_item(item)?, context, out, false)?;
             }
             Ok(())
