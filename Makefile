@@ -59,8 +59,12 @@ postgres:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql openssl >/dev/null; }
 
-build:
+# The function binaries for the tests, and their arm64 Lambda packages
+# (debug) for the `cargo lambda deploy` test.
+build: setup
 	cargo build --workspace --bins
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO_LAMBDA) lambda build --arm64 \
+	  --bin telemetry-metrics --bin telemetry-warehouse
 
 # The main job on embedded defaults: every sample event through both
 # functions (metrics as EMF on stdout, rows as Parquet in ./warehouse), then

@@ -35,7 +35,7 @@ use std::path::PathBuf;
 pub use capture::{parse_emf, CapturedDeadLetters, EmittedMetric};
 pub use certificates::TestCertificates;
 pub use duckdb::duckdb_query;
-pub use http::http_request;
+pub use http::{http_request, http_request_with_headers};
 pub use moto::{recorded_actions, recorded_requests, sdk_config, start_recording, MotoServer};
 pub use postgres::PostgresServer;
 pub use proxy::{Canned, ThrottlingProxy};

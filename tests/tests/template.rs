@@ -272,3 +272,132 @@ fn the_warehouse_bucket_is_private_encrypted_and_tls_only() {
     let policies = serde_yaml::to_string(&resources(&template, "AWS::S3::BucketPolicy")).unwrap();
     assert!(policies.contains("aws:SecureTransport"));
 }
+
+/// A crate's `[package.metadata.lambda]` table (what `cargo lambda build`
+/// and `cargo lambda deploy` read).
+fn lambda_metadata(crate_dir: &std::path::Path) -> toml::Value {
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let manifest: toml::Value = toml::from_str(&manifest).unwrap();
+    manifest["package"]
+        .get("metadata")
+        .and_then(|metadata| metadata.get("lambda"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{} has no [package.metadata.lambda]", crate_dir.display()))
+}
+
+/// A template value as a deploy without the stack would have it: a literal,
+/// or a parameter's default; `None` for what only the stack knows (`!Sub`
+/// of a resource, `!GetAtt`) and for empty defaults (secrets).
+fn standalone_value(template: &Value, value: &Value) -> Option<String> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "!Ref" => {
+            let parameter = tagged.value.as_str()?;
+            let default = text(&template["Parameters"][parameter]["Default"]);
+            (!default.is_empty() && default != "~\n").then_some(default)
+        }
+        Value::Tagged(_) => None,
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn cargo_lambda_deploy_settings_agree_with_the_template() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let deploy_one = readme
+        .split("## Deploy one function")
+        .nth(1)
+        .expect("the README has a 'Deploy one function' section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let binaries: BTreeMap<String, std::path::PathBuf> = workspace_binaries().into_iter().collect();
+    let mut checked = 0;
+    for (name, function) in resources(&template, "AWS::Serverless::Function") {
+        let binary = text(&function["Metadata"]["BuildProperties"]["Binary"]);
+        let crate_dir = &binaries[&binary];
+        let lambda = lambda_metadata(crate_dir);
+        let deploy = &lambda["deploy"];
+        let properties = &function["Properties"];
+        let setting = |key: &str| {
+            let own = &properties[key];
+            if own.is_null() {
+                globals[key].clone()
+            } else {
+                own.clone()
+            }
+        };
+        assert_eq!(
+            deploy["memory"].as_integer(),
+            setting("MemorySize").as_i64(),
+            "{name}: memory"
+        );
+        assert_eq!(
+            deploy["timeout"].as_integer(),
+            setting("Timeout").as_i64(),
+            "{name}: timeout"
+        );
+        let tracing = setting("Tracing");
+        assert_eq!(
+            deploy["tracing"].as_str(),
+            tracing.as_str().map(|mode| if mode == "Active" {
+                "active"
+            } else {
+                "passthrough"
+            }),
+            "{name}: tracing"
+        );
+        // cargo-lambda takes the architecture from the binary it deploys:
+        // the README's build command must make arm64, as the template does.
+        let architectures = setting("Architectures");
+        assert_eq!(
+            architectures[0].as_str(),
+            Some("arm64"),
+            "{name}: the template deploys arm64"
+        );
+        assert!(
+            deploy_one.contains("cargo lambda build --release --arm64"),
+            "{name}: the README's build command makes arm64"
+        );
+        // Every variable the template sets: the same value when it has one
+        // without the stack, else left to the user and named in the README.
+        let env = deploy
+            .get("env")
+            .and_then(|env| env.as_table())
+            .cloned()
+            .unwrap_or_default();
+        let readable = known_binaries()[binary.as_str()];
+        for key in env.keys() {
+            assert!(
+                readable.contains(&key.as_str()),
+                "{name}: {key} is not read by {binary}"
+            );
+        }
+        let variables = properties["Environment"]["Variables"].as_mapping().unwrap();
+        for (variable, value) in variables {
+            let variable = variable.as_str().unwrap();
+            match standalone_value(&template, value) {
+                Some(value) => assert_eq!(
+                    env.get(variable).and_then(|v| v.as_str()),
+                    Some(value.as_str()),
+                    "{name}: {variable}"
+                ),
+                None => {
+                    assert!(
+                        !env.contains_key(variable),
+                        "{name}: {variable} has no safe default"
+                    );
+                    assert!(
+                        deploy_one.contains(variable),
+                        "{name}: the README's 'Deploy one function' says nothing of {variable}"
+                    );
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "every function was checked");
+}

@@ -104,7 +104,8 @@ fn a_password_never_reaches_an_error_message() {
         "postgres://iot:hunter2@db.example:5432/iot?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem",
     )
     .err()
-    .expect("the root certificate file is missing");
+    .expect("the root certificate file is missing")
+    .to_string();
     assert!(error.contains("/nonexistent/ca.pem"), "{error}");
     let setting = telemetry_warehouse::WarehouseConfig::from_lookup(|name| {
         (name == "WAREHOUSE_URL")

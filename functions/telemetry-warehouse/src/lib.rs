@@ -42,13 +42,30 @@ pub enum WarehouseTarget {
     },
 }
 
+/// A `WAREHOUSE_URL` that names no usable destination.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseUrlError {
+    #[error("has no bucket; write s3://bucket/prefix")]
+    NoBucket,
+    #[error("write firehose://<delivery stream name>")]
+    NoStream,
+    #[error(
+        "use a directory, file:///path, s3://bucket/prefix, firehose://stream or postgres://..."
+    )]
+    UnknownScheme,
+    #[error("is empty")]
+    Empty,
+    #[error(transparent)]
+    PostgresTls(#[from] postgres_tls::TlsSettingError),
+}
+
 impl WarehouseTarget {
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, WarehouseUrlError> {
         let url = url.trim();
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err("has no bucket; write s3://bucket/prefix".into());
+                return Err(WarehouseUrlError::NoBucket);
             }
             return Ok(WarehouseTarget::S3 {
                 bucket: bucket.into(),
@@ -57,7 +74,7 @@ impl WarehouseTarget {
         }
         if let Some(stream) = url.strip_prefix("firehose://") {
             if stream.is_empty() || stream.contains('/') {
-                return Err("write firehose://<delivery stream name>".into());
+                return Err(WarehouseUrlError::NoStream);
             }
             return Ok(WarehouseTarget::Firehose {
                 stream: stream.into(),
@@ -68,11 +85,11 @@ impl WarehouseTarget {
             return Ok(WarehouseTarget::Postgres { url, tls });
         }
         if url.contains("://") && !url.starts_with("file://") {
-            return Err("use a directory, file:///path, s3://bucket/prefix, firehose://stream or postgres://...".into());
+            return Err(WarehouseUrlError::UnknownScheme);
         }
         let path = url.strip_prefix("file://").unwrap_or(url);
         if path.is_empty() {
-            return Err("is empty".into());
+            return Err(WarehouseUrlError::Empty);
         }
         Ok(WarehouseTarget::Local(PathBuf::from(path)))
     }
@@ -114,8 +131,13 @@ impl WarehouseConfig {
         let file = load_pipeline_file(&lookup)?;
         let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let target = match lookup("WAREHOUSE_URL").filter(|u| !u.is_empty()) {
-            Some(url) => WarehouseTarget::parse(&url)
-                .map_err(|why| invalid("WAREHOUSE_URL", &postgres_tls::redact(&url), why))?,
+            Some(url) => WarehouseTarget::parse(&url).map_err(|why| {
+                invalid(
+                    "WAREHOUSE_URL",
+                    &postgres_tls::redact(&url),
+                    why.to_string(),
+                )
+            })?,
             None if in_lambda => WarehouseTarget::Local(PathBuf::from(LAMBDA_WAREHOUSE_DIR)),
             None => WarehouseTarget::Local(PathBuf::from(DEFAULT_WAREHOUSE_DIR)),
         };
@@ -168,7 +190,7 @@ pub async fn build_writer(
                 SettingError::Invalid {
                     variable: "WAREHOUSE_URL",
                     value: postgres_tls::redact(url),
-                    why,
+                    why: why.to_string(),
                 }
             })?)
         }

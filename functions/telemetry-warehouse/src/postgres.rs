@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config};
 
-use crate::postgres_tls::{redact, TlsMode};
+use crate::postgres_tls::{redact, TlsMode, TlsSettingError};
 
 pub struct PostgresTables {
     config: Config,
@@ -165,15 +165,22 @@ fn to_system_time(millis: i64) -> SystemTime {
     }
 }
 
+/// A PostgreSQL URL that cannot be used, found at cold start.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresSettingError {
+    #[error("not a PostgreSQL URL: {}", error_chain(.0))]
+    Url(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsSettingError),
+}
+
 impl PostgresTables {
     /// `url` without its TLS settings, which `tls` holds (see
     /// [`TlsMode::split_from`]). Connections are made on first use and
     /// remade after a failure; the URL and the root certificates are read
     /// now, at cold start.
-    pub fn new(url: &str, tls: &TlsMode) -> Result<Self, String> {
-        let mut config: Config = url
-            .parse()
-            .map_err(|error| format!("not a PostgreSQL URL: {}", error_chain(&error)))?;
+    pub fn new(url: &str, tls: &TlsMode) -> Result<Self, PostgresSettingError> {
+        let mut config: Config = url.parse().map_err(PostgresSettingError::Url)?;
         config.ssl_mode(tls.ssl_mode());
         Ok(PostgresTables {
             config,
@@ -186,19 +193,17 @@ impl PostgresTables {
 
     /// As [`PostgresTables::new`], for a URL that still carries its TLS
     /// settings (`sslmode`, `sslrootcert`).
-    pub fn from_url(url: &str) -> Result<Self, String> {
+    pub fn from_url(url: &str) -> Result<Self, PostgresSettingError> {
         let (url, tls) = TlsMode::split_from(url)?;
         Self::new(&url, &tls)
     }
 
-    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, String> {
+    async fn client(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, tokio_postgres::Error> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(|client| client.is_closed()) {
-            let (client, connection) = self
-                .config
-                .connect(self.tls.clone())
-                .await
-                .map_err(|error| format!("cannot connect: {}", error_chain(&error)))?;
+            let (client, connection) = self.config.connect(self.tls.clone()).await?;
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::warn!(%error, "PostgreSQL connection closed");
@@ -257,10 +262,10 @@ impl TableWriter for PostgresTables {
         let fail =
             |reason: String, kind| TableWriteError::all(rows, self.display.clone(), reason, kind);
         // A server that cannot be reached now may be reachable later.
-        let guard = self
-            .client()
-            .await
-            .map_err(|reason| fail(reason, FailureKind::Transient))?;
+        let guard = self.client().await.map_err(|error| {
+            let reason = format!("cannot connect: {}", error_chain(&error));
+            fail(reason, FailureKind::Transient)
+        })?;
         let client = guard.as_ref().expect("connected above");
         {
             let mut created = self.created.lock().await;

@@ -40,6 +40,42 @@ pub enum TlsMode {
     VerifyFull(TrustedRoots),
 }
 
+/// A TLS setting of the PostgreSQL URL that cannot be used; the message
+/// says what to write instead.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSettingError {
+    #[error("sslrootcert is empty; write a PEM file's path or \"system\"")]
+    EmptyRootCert,
+    #[error(
+        "sslmode={mode} needs sslrootcert: the path of a PEM file of the server's CA \
+         (for RDS, the region's bundle from truststore.pki.rds.amazonaws.com, \
+         packaged with the function) or \"system\" for the system's trust store"
+    )]
+    VerifyingWithoutRoots { mode: String },
+    #[error("sslmode {0:?} is not one of disable, allow, prefer, require, verify-ca, verify-full")]
+    UnknownMode(String),
+    #[error("sslrootcert=system: no certificate found in the system's trust store ({errors})")]
+    NoSystemRoots { errors: String },
+    #[error("sslrootcert {path:?} cannot be read: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("sslrootcert {path:?} is not PEM: {source}")]
+    NotPem {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("sslrootcert {path:?} holds no usable CA certificate")]
+    NoUsableRoot { path: PathBuf },
+    #[error("cannot use the root certificates: {0}")]
+    Roots(#[source] rustls::client::VerifierBuilderError),
+    #[error("cannot set up TLS: {0}")]
+    Protocols(#[source] rustls::Error),
+}
+
 /// Which certificate authorities a verifying mode trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustedRoots {
@@ -52,7 +88,7 @@ pub enum TrustedRoots {
 impl TlsMode {
     /// Takes `sslmode` and `sslrootcert` out of `url`; returns the rest of
     /// the URL (for tokio-postgres) and the mode they ask for.
-    pub fn split_from(url: &str) -> Result<(String, TlsMode), String> {
+    pub fn split_from(url: &str) -> Result<(String, TlsMode), TlsSettingError> {
         let (base, query) = match url.split_once('?') {
             Some((base, query)) => (base, query),
             None => (url, ""),
@@ -67,12 +103,7 @@ impl TlsMode {
                 "sslrootcert" => {
                     let value = url_decode(value);
                     roots = Some(match value.as_str() {
-                        "" => {
-                            return Err(
-                                "sslrootcert is empty; write a PEM file's path or \"system\""
-                                    .into(),
-                            )
-                        }
+                        "" => return Err(TlsSettingError::EmptyRootCert),
                         "system" => TrustedRoots::System,
                         path => TrustedRoots::File(PathBuf::from(path)),
                     });
@@ -88,17 +119,11 @@ impl TlsMode {
             (Some("require" | "verify-ca"), Some(roots)) => TlsMode::VerifyCa(roots),
             (Some("verify-full"), Some(roots)) => TlsMode::VerifyFull(roots),
             (Some(verifying @ ("verify-ca" | "verify-full")), None) => {
-                return Err(format!(
-                    "sslmode={verifying} needs sslrootcert: the path of a PEM file of the server's CA \
-                     (for RDS, the region's bundle from truststore.pki.rds.amazonaws.com, \
-                     packaged with the function) or \"system\" for the system's trust store"
-                ))
+                return Err(TlsSettingError::VerifyingWithoutRoots {
+                    mode: verifying.to_owned(),
+                })
             }
-            (Some(other), _) => {
-                return Err(format!(
-                    "sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
-                ))
-            }
+            (Some(other), _) => return Err(TlsSettingError::UnknownMode(other.to_owned())),
         };
         let rest = if kept.is_empty() {
             base.to_owned()
@@ -119,7 +144,7 @@ impl TlsMode {
 
     /// The connector for this mode; reads the root certificates once (at
     /// cold start).
-    pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
+    pub fn connector(&self) -> Result<MakeRustlsConnect, TlsSettingError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let chain = match self {
             TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => None,
@@ -128,7 +153,7 @@ impl TlsMode {
                 let chain =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
-                        .map_err(|error| format!("cannot use the root certificates: {error}"))?;
+                        .map_err(TlsSettingError::Roots)?;
                 Some(chain)
             }
         };
@@ -139,7 +164,7 @@ impl TlsMode {
         });
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|error| format!("cannot set up TLS: {error}"))?
+            .map_err(TlsSettingError::Protocols)?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
@@ -148,30 +173,32 @@ impl TlsMode {
     }
 }
 
-fn load_roots(roots: &TrustedRoots) -> Result<RootCertStore, String> {
+fn load_roots(roots: &TrustedRoots) -> Result<RootCertStore, TlsSettingError> {
     let mut store = RootCertStore::empty();
     match roots {
         TrustedRoots::System => {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = store.add_parsable_certificates(found.certs);
             if added == 0 {
-                return Err(format!(
-                    "sslrootcert=system: no certificate found in the system's trust store ({:?})",
-                    found.errors
-                ));
+                return Err(TlsSettingError::NoSystemRoots {
+                    errors: format!("{:?}", found.errors),
+                });
             }
         }
         TrustedRoots::File(path) => {
-            let shown = path.display();
             let certificates = CertificateDer::pem_file_iter(path)
-                .map_err(|error| format!("sslrootcert {shown:?} cannot be read: {error}"))?
+                .map_err(|source| TlsSettingError::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| format!("sslrootcert {shown:?} is not PEM: {error}"))?;
+                .map_err(|source| TlsSettingError::NotPem {
+                    path: path.clone(),
+                    source,
+                })?;
             let (added, _) = store.add_parsable_certificates(certificates);
             if added == 0 {
-                return Err(format!(
-                    "sslrootcert {shown:?} holds no usable CA certificate"
-                ));
+                return Err(TlsSettingError::NoUsableRoot { path: path.clone() });
             }
         }
     }
@@ -262,8 +289,9 @@ pub fn redact(url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The mode, or the error's message.
     fn split(url: &str) -> Result<(String, TlsMode), String> {
-        TlsMode::split_from(url)
+        TlsMode::split_from(url).map_err(|error| error.to_string())
     }
 
     #[test]
@@ -323,6 +351,7 @@ mod tests {
         let Err(error) = missing.connector() else {
             panic!("a missing root certificate file is refused");
         };
+        let error = error.to_string();
         assert!(
             error.contains("/nonexistent/ca.pem") && error.contains("cannot be read"),
             "{error}"

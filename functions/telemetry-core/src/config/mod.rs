@@ -42,15 +42,22 @@ pub enum DeadLetterTarget {
     S3 { bucket: String, prefix: String },
 }
 
+/// A `DEAD_LETTER_URL` that names no usable destination.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeadLetterUrlError {
+    #[error("DEAD_LETTER_URL {0:?} has no bucket; write s3://bucket/prefix")]
+    NoBucket(String),
+    #[error("DEAD_LETTER_URL {0:?} is not supported; use a directory path, file:///path or s3://bucket/prefix")]
+    Unsupported(String),
+}
+
 impl DeadLetterTarget {
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, DeadLetterUrlError> {
         let url = url.trim();
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!(
-                    "DEAD_LETTER_URL {url:?} has no bucket; write s3://bucket/prefix"
-                ));
+                return Err(DeadLetterUrlError::NoBucket(url.to_owned()));
             }
             return Ok(DeadLetterTarget::S3 {
                 bucket: bucket.to_owned(),
@@ -59,9 +66,7 @@ impl DeadLetterTarget {
         }
         let path = url.strip_prefix("file://").unwrap_or(url);
         if path.is_empty() || url.contains("://") && !url.starts_with("file://") {
-            return Err(format!(
-                "DEAD_LETTER_URL {url:?} is not supported; use a directory path, file:///path or s3://bucket/prefix"
-            ));
+            return Err(DeadLetterUrlError::Unsupported(url.to_owned()));
         }
         Ok(DeadLetterTarget::Local(PathBuf::from(path)))
     }
@@ -109,7 +114,7 @@ impl MetricsConfig {
             .or_else(|| file.namespace.clone())
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
         validate_namespace(&namespace)
-            .map_err(|why| invalid("METRICS_NAMESPACE", &namespace, why))?;
+            .map_err(|why| invalid("METRICS_NAMESPACE", &namespace, why.to_string()))?;
         let sink = match lookup("METRICS_SINK")
             .unwrap_or_default()
             .to_ascii_lowercase()
@@ -128,7 +133,7 @@ impl MetricsConfig {
         let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let dead_letters = match lookup("DEAD_LETTER_URL").filter(|u| !u.is_empty()) {
             Some(url) => DeadLetterTarget::parse(&url)
-                .map_err(|why| invalid("DEAD_LETTER_URL", &url, why))?,
+                .map_err(|why| invalid("DEAD_LETTER_URL", &url, why.to_string()))?,
             None if in_lambda => DeadLetterTarget::Local(PathBuf::from(LAMBDA_DEAD_LETTER_DIR)),
             None => DeadLetterTarget::Local(PathBuf::from(DEFAULT_DEAD_LETTER_DIR)),
         };

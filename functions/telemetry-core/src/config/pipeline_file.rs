@@ -200,7 +200,9 @@ fn compile_mapping(index: usize, spec: MappingSpec) -> Result<Mapping, PipelineF
         field: field.to_owned(),
         why,
     };
-    let source = |field: &str, text: &str| FieldSource::parse(text).map_err(|why| fail(field, why));
+    let source = |field: &str, text: &str| {
+        FieldSource::parse(text).map_err(|why| fail(field, why.to_string()))
+    };
 
     let topic = spec.topic.as_deref().map(TopicFilter::new).transpose()?;
     let delimiter = match spec.delimiter.as_deref() {
@@ -366,7 +368,7 @@ fn compile_table(spec: TableSpec) -> Result<TableDef, String> {
     let requires = spec
         .requires
         .iter()
-        .map(|text| FieldSource::parse(text).map_err(|why| fail("requires", why)))
+        .map(|text| FieldSource::parse(text).map_err(|why| fail("requires", why.to_string())))
         .collect::<Result<_, _>>()?;
     let delimiter = match spec.delimiter.as_deref() {
         None => '|',
@@ -431,7 +433,7 @@ fn compile_table(spec: TableSpec) -> Result<TableDef, String> {
             name: column.name,
             kind,
             source: FieldSource::parse(&column.from)
-                .map_err(|why| fail(&format!("{field}.from"), why))?,
+                .map_err(|why| fail(&format!("{field}.from"), why.to_string()))?,
             timestamp_format,
             required: column.required,
         });

@@ -54,11 +54,6 @@ impl EventKind {
             EventKind::PubSubHttp => "pubsub-http",
         }
     }
-
-    /// Sources whose response lists the records to retry (`batchItemFailures`).
-    pub const fn reports_batch_item_failures(self) -> bool {
-        matches!(self, EventKind::Sqs | EventKind::Kinesis)
-    }
 }
 
 /// Where one message came from, finer than [`EventKind`] (an SQS record may

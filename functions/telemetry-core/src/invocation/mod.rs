@@ -24,7 +24,7 @@ use crate::envelope::{parse_event, EventKind, HttpRequestInfo, RawMessage};
 use crate::outcome::{Counts, Delivery, Response, RetryLater};
 use crate::payload::mapping::Mappings;
 use crate::sink::dead_letter::DeadLetter;
-use crate::sink::DeadLetterSink;
+use crate::sink::{DeadLetterError, DeadLetterSink};
 use crate::warehouse::tables::TableDef;
 
 /// What every invocation of a function needs, read once per cold start.
@@ -110,7 +110,7 @@ impl InvocationSettings {
                 tracing::warn!(%reason, "dead-lettering the whole event");
                 let letter = DeadLetter::whole_event(event, request_id, reason.clone(), now_ms);
                 let written = dead_letters.write(&[letter]).await;
-                return unreadable_event_outcome(reason, written.map_err(|e| e.to_string()));
+                return unreadable_event_outcome(reason, written);
             }
         };
         if let Some(http) = &envelope.http {
@@ -134,9 +134,13 @@ impl InvocationSettings {
         let accepted = step.accepted(&work);
         let mut delivery = step.deliver(&work, invocation).await;
         delivery.settle();
+        let mut lettered = vec![false; messages.len()];
+        for &index in &rejected.messages {
+            lettered[index as usize] = true;
+        }
         for (index, reason) in std::mem::take(&mut delivery.refused) {
             // A message already dead-lettered is kept whole there.
-            if !rejected.messages.contains(&index) {
+            if !lettered[index as usize] {
                 let rejection = Rejection::new(reason);
                 rejected.add(&messages[index as usize], index, rejection, invocation);
             }
@@ -234,7 +238,7 @@ impl Rejected {
 /// could not be) dead-lettered whole: done, or retried.
 pub fn unreadable_event_outcome(
     reason: String,
-    written: Result<String, String>,
+    written: Result<String, DeadLetterError>,
 ) -> Result<(Response, Counts), RetryLater> {
     match written {
         Ok(location) => Ok((
@@ -250,7 +254,7 @@ pub fn unreadable_event_outcome(
         Err(error) => Err(RetryLater {
             failed: 1,
             messages: 1,
-            reason: error,
+            reason: error.to_string(),
             counts: Counts {
                 messages: 1,
                 retried: 1,

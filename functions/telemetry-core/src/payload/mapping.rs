@@ -30,8 +30,17 @@ pub enum FieldSource {
     Constant(String),
 }
 
+/// Text that names no field source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a field source; expected a JSON pointer (\"/device\", \"/0\" for a \
+     delimited column), \"topic\", \"topic[1]\", \"attribute:NAME\", \"client_id\", \
+     \"message_id\", \"received_at\" or \"const:VALUE\""
+)]
+pub struct NotAFieldSource(pub String);
+
 impl FieldSource {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, NotAFieldSource> {
         let text = text.trim();
         if text.starts_with('/') {
             return Ok(FieldSource::Pointer(text.to_owned()));
@@ -57,11 +66,7 @@ impl FieldSource {
             "client_id" => Ok(FieldSource::ClientId),
             "message_id" => Ok(FieldSource::MessageId),
             "received_at" => Ok(FieldSource::ReceivedAt),
-            _ => Err(format!(
-                "{text:?} is not a field source; expected a JSON pointer (\"/device\", \"/0\" for a \
-                 delimited column), \"topic\", \"topic[1]\", \"attribute:NAME\", \"client_id\", \
-                 \"message_id\", \"received_at\" or \"const:VALUE\""
-            )),
+            _ => Err(NotAFieldSource(text.to_owned())),
         }
     }
 }
@@ -171,7 +176,7 @@ mod tests {
         ] {
             assert_eq!(FieldSource::parse(text).unwrap().to_string(), text);
         }
-        let error = FieldSource::parse("device").unwrap_err();
+        let error = FieldSource::parse("device").unwrap_err().to_string();
         assert!(error.contains("\"device\""), "{error}");
     }
 }

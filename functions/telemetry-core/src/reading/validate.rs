@@ -148,22 +148,27 @@ pub fn validate(reading: &Reading, now_ms: i64) -> Result<(), InvalidReading> {
     Ok(())
 }
 
+/// A CloudWatch namespace CloudWatch would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidNamespace {
+    #[error("METRICS_NAMESPACE {0:?} must be 1 to 255 characters")]
+    Length(String),
+    #[error("METRICS_NAMESPACE {0:?} must not start with \"AWS/\" (reserved for AWS services)")]
+    Reserved(String),
+    #[error("METRICS_NAMESPACE {0:?} must not contain ':' or control characters")]
+    Characters(String),
+}
+
 /// Checks a namespace as CloudWatch does: 1-255 characters, no `:`, not `AWS/`.
-pub fn validate_namespace(namespace: &str) -> Result<(), String> {
+pub fn validate_namespace(namespace: &str) -> Result<(), InvalidNamespace> {
     if namespace.trim().is_empty() || namespace.chars().count() > MAX_NAME_CHARS {
-        return Err(format!(
-            "METRICS_NAMESPACE {namespace:?} must be 1 to 255 characters"
-        ));
+        return Err(InvalidNamespace::Length(namespace.to_owned()));
     }
     if namespace.starts_with("AWS/") {
-        return Err(format!(
-            "METRICS_NAMESPACE {namespace:?} must not start with \"AWS/\" (reserved for AWS services)"
-        ));
+        return Err(InvalidNamespace::Reserved(namespace.to_owned()));
     }
     if namespace.contains(':') || namespace.chars().any(char::is_control) {
-        return Err(format!(
-            "METRICS_NAMESPACE {namespace:?} must not contain ':' or control characters"
-        ));
+        return Err(InvalidNamespace::Characters(namespace.to_owned()));
     }
     Ok(())
 }
