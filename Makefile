@@ -50,14 +50,14 @@ $(STAMP_DEPLOY): requirements-deploy.txt
 
 setup: $(STAMP_TEST)
 
-# The warehouse tests start their own PostgreSQL server; install the
-# binaries from Debian when the machine has none.
-# PostgreSQL for the warehouse tests, and openssl for their TLS certificates.
+# The warehouse tests start their own PostgreSQL and MariaDB servers (in
+# temporary directories, on loopback); install the binaries from Debian when
+# the machine has none, and openssl for their TLS certificates.
 postgres:
-	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v openssl; } >/dev/null 2>&1 || { \
-	  echo "installing PostgreSQL and openssl (Debian packages)"; \
+	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v openssl && test -x /usr/sbin/mariadbd; } >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL, MariaDB and openssl (Debian packages)"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql openssl >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql mariadb-server openssl >/dev/null; }
 
 # The function binaries for the tests, and their arm64 Lambda packages
 # (debug) for the `cargo lambda deploy` test.

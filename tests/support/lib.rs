@@ -8,6 +8,7 @@
 //!   reading and chunked-body helpers the proxy and the runtime share.
 //! - `proxy`: [`ThrottlingProxy`] in front of moto, answering with
 //!   [`Canned`] responses before it forwards.
+//! - `mariadb`: [`MariadbServer`], a throwaway MariaDB server.
 //! - `postgres`: [`PostgresServer`], a throwaway PostgreSQL server.
 //! - `certificates`: [`TestCertificates`] for the TLS-only server.
 //! - `duckdb`: [`duckdb_query`], an independent Parquet reader.
@@ -23,6 +24,7 @@ mod capture;
 mod certificates;
 mod duckdb;
 mod http;
+mod mariadb;
 mod moto;
 mod postgres;
 mod proxy;
@@ -36,6 +38,7 @@ pub use capture::{parse_emf, CapturedDeadLetters, EmittedMetric};
 pub use certificates::TestCertificates;
 pub use duckdb::duckdb_query;
 pub use http::{http_request, http_request_with_headers};
+pub use mariadb::{MariadbServer, MARIADB_PASSWORD};
 pub use moto::{recorded_actions, recorded_requests, sdk_config, start_recording, MotoServer};
 pub use postgres::PostgresServer;
 pub use proxy::{Canned, ThrottlingProxy};

@@ -4,6 +4,7 @@
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+pub use telemetry_core::outcome::error_chain;
 use telemetry_core::outcome::FailureKind;
 
 /// Error codes AWS services use for "slow down and try again", whatever
@@ -46,19 +47,4 @@ pub fn failure_kind<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) 
         }
         _ => FailureKind::Permanent,
     }
-}
-
-/// The error and its causes on one line, for logs and dead letters.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -75,6 +75,23 @@ impl RetryLater {
     pub const ERROR_TYPE: &'static str = "Telemetry.NotDelivered";
 }
 
+/// An error and its causes on one line, for logs and dead letters:
+/// drivers' and SDKs' errors often say only "db error" or "service error"
+/// at the top and leave what the server said to a cause.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Counts for the log and the summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {

@@ -1,6 +1,7 @@
 //! The warehouse function's backends and configuration: Parquet files in a
 //! local directory or S3, Firehose, PostgreSQL, chosen by `WAREHOUSE_URL`.
 
+pub mod mysql;
 pub mod parquet_file;
 pub mod parquet_tables;
 pub mod postgres;
@@ -35,6 +36,10 @@ pub enum WarehouseTarget {
     Firehose {
         stream: String,
     },
+    /// The whole URL, TLS settings included (`ssl-mode`, `ssl-ca`).
+    Mysql {
+        url: String,
+    },
     /// `url` without the TLS settings, which `tls` holds.
     Postgres {
         url: String,
@@ -57,6 +62,8 @@ pub enum WarehouseUrlError {
     Empty,
     #[error(transparent)]
     PostgresTls(#[from] postgres_tls::TlsSettingError),
+    #[error(transparent)]
+    Mysql(#[from] mysql::MysqlSettingError),
 }
 
 impl WarehouseTarget {
@@ -84,6 +91,11 @@ impl WarehouseTarget {
             let (url, tls) = postgres_tls::TlsMode::split_from(url)?;
             return Ok(WarehouseTarget::Postgres { url, tls });
         }
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let url = url.replacen("mariadb://", "mysql://", 1);
+            mysql::SslMode::split_from(&url)?;
+            return Ok(WarehouseTarget::Mysql { url });
+        }
         if url.contains("://") && !url.starts_with("file://") {
             return Err(WarehouseUrlError::UnknownScheme);
         }
@@ -103,8 +115,9 @@ impl std::fmt::Display for WarehouseTarget {
             WarehouseTarget::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             WarehouseTarget::Firehose { stream } => write!(f, "firehose://{stream}"),
             WarehouseTarget::Postgres { url, tls } => {
-                write!(f, "{} (TLS: {:?})", postgres_tls::redact(url), tls)
+                write!(f, "{} (TLS: {:?})", redact_url(url), tls)
             }
+            WarehouseTarget::Mysql { url } => write!(f, "{}", redact_url(url)),
         }
     }
 }
@@ -131,13 +144,8 @@ impl WarehouseConfig {
         let file = load_pipeline_file(&lookup)?;
         let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let target = match lookup("WAREHOUSE_URL").filter(|u| !u.is_empty()) {
-            Some(url) => WarehouseTarget::parse(&url).map_err(|why| {
-                invalid(
-                    "WAREHOUSE_URL",
-                    &postgres_tls::redact(&url),
-                    why.to_string(),
-                )
-            })?,
+            Some(url) => WarehouseTarget::parse(&url)
+                .map_err(|why| invalid("WAREHOUSE_URL", &redact_url(&url), why.to_string()))?,
             None if in_lambda => WarehouseTarget::Local(PathBuf::from(LAMBDA_WAREHOUSE_DIR)),
             None => WarehouseTarget::Local(PathBuf::from(DEFAULT_WAREHOUSE_DIR)),
         };
@@ -150,6 +158,19 @@ impl WarehouseConfig {
             target,
             firehose_max_attempts,
         })
+    }
+}
+
+/// A database URL with its user and password hidden, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The credentials are in the authority, before the path and query.
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://…@{host}{tail}"),
+        None => url.to_owned(),
     }
 }
 
@@ -185,11 +206,18 @@ pub async fn build_writer(
                 firehose_max_attempts,
             ))
         }
+        WarehouseTarget::Mysql { url } => Box::new(mysql::MysqlTables::from_url(url).map_err(
+            |why| SettingError::Invalid {
+                variable: "WAREHOUSE_URL",
+                value: redact_url(url),
+                why: why.to_string(),
+            },
+        )?),
         WarehouseTarget::Postgres { url, tls } => {
             Box::new(postgres::PostgresTables::new(url, tls).map_err(|why| {
                 SettingError::Invalid {
                     variable: "WAREHOUSE_URL",
-                    value: postgres_tls::redact(url),
+                    value: redact_url(url),
                     why: why.to_string(),
                 }
             })?)
@@ -266,5 +294,18 @@ mod tests {
             WAREHOUSE_ENV_VARS.iter().map(|v| v.to_string()).collect();
         documented.sort();
         assert_eq!(asked, documented);
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact_url("postgres://iot:s3cr%40t@db:5432/x"),
+            "postgres://…@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
+        assert_eq!(
+            redact_url("postgres://iot:pw@db/x?application_name=a@b"),
+            "postgres://…@db/x?application_name=a@b"
+        );
     }
 }

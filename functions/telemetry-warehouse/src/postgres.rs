@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use telemetry_core::outcome::FailureKind;
+use telemetry_core::outcome::{error_chain, FailureKind};
 use telemetry_core::warehouse::tables::{
     Cell, ColumnType, Schema, TableRows, MESSAGE_ID_COLUMN, MESSAGE_ROW_COLUMN,
 };
@@ -17,7 +17,8 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config};
 
-use crate::postgres_tls::{redact, TlsMode, TlsSettingError};
+use crate::postgres_tls::{TlsMode, TlsSettingError};
+use crate::redact_url;
 
 pub struct PostgresTables {
     config: Config,
@@ -185,7 +186,7 @@ impl PostgresTables {
         Ok(PostgresTables {
             config,
             tls: tls.connector()?,
-            display: redact(url),
+            display: redact_url(url),
             client: Mutex::new(None),
             created: Mutex::new(HashSet::new()),
         })
@@ -214,24 +215,6 @@ impl PostgresTables {
         }
         Ok(guard)
     }
-}
-
-/// A tokio-postgres error with its causes: on its own it says only "db
-/// error" or "error performing TLS handshake", and leaves what the server
-/// said, or what was wrong with its certificate, to the source. (The AWS
-/// clients' `DisplayErrorContext` would add a debug dump of it too.)
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Whether a statement's error may pass. Transient: anything that is not
