@@ -7,7 +7,7 @@ use e2e_tests::{repo_root, PostgresServer, Sample};
 use serde_json::json;
 use telemetry_core::config::pipeline_file::PipelineFile;
 use telemetry_core::invocation::InvocationSettings;
-use telemetry_core::warehouse::tables::{Schema, TableRows};
+use telemetry_core::warehouse::tables::{Cell, Schema, TableRows};
 use telemetry_core::warehouse::TableWriter;
 use telemetry_warehouse::postgres::PostgresTables;
 
@@ -126,14 +126,78 @@ async fn a_failed_statement_reports_what_the_database_said() {
     // A `readings` table someone created with another shape.
     server.psql("CREATE TABLE readings (reading text)");
     let writer = PostgresTables::from_url(&server.url).unwrap();
+    let mut rows = TableRows::new(Schema::readings());
+    rows.rows.push(vec![
+        Cell::Timestamp(NOW_MS),
+        Cell::Text("d-1".into()),
+        Cell::Text("temperature".into()),
+        Cell::Float(17.5),
+        Cell::Text("None".into()),
+        Cell::Text("{}".into()),
+        Cell::Text("sqs".into()),
+        Cell::Timestamp(NOW_MS),
+        Cell::Text("m-1".into()),
+        Cell::Int(0),
+    ]);
+    rows.messages.push(0);
     let error = writer
-        .write(&TableRows::new(Schema::readings()), "wrong-shape", NOW_MS)
+        .write(&rows, "wrong-shape", NOW_MS)
         .await
         .expect_err("the table has other columns");
+    // Refused for good, and not split row by row: the statement is wrong.
+    assert_eq!(error.refused_rows, [0]);
     assert!(
         error
             .to_string()
             .contains("column \"timestamp\" of relation \"readings\" does not exist"),
         "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_the_database_refuses_never_holds_back_its_batch() {
+    let server = PostgresServer::start();
+    let writer = PostgresTables::from_url(&server.url).unwrap();
+    let body = |device: &str, value: f64| {
+        json!({"timestamp": 1645938060, "device": device, "cpu": value}).to_string()
+    };
+    let batch = |records: Vec<(String, String)>| {
+        let records: Vec<_> = records
+            .into_iter()
+            .map(|(id, body)| json!({"messageId": id, "eventSource": "aws:sqs", "body": body}))
+            .collect();
+        json!({ "Records": records }).to_string()
+    };
+    let first = batch(vec![("first".into(), body("d-0", 1.0))]);
+    warehouse()
+        .process_warehouse(first.as_bytes(), "first", NOW_MS, &writer)
+        .await
+        .unwrap();
+    // A rule of the user's own that some rows break (SQLSTATE 23514).
+    server.psql("ALTER TABLE readings ADD CONSTRAINT sane_cpu CHECK (value < 1000)");
+    let mut records: Vec<(String, String)> = (1..=10)
+        .map(|n| (format!("good-{n}"), body(&format!("d-{n}"), f64::from(n))))
+        .collect();
+    records.insert(3, ("nul".into(), body("bad\u{0}id", 2.0)));
+    records.insert(7, ("too-big".into(), body("d-x", 5000.0)));
+    let (response, counts) = warehouse()
+        .process_warehouse(batch(records).as_bytes(), "second", NOW_MS, &writer)
+        .await
+        .unwrap();
+    // Only the two rows are dead-lettered; the ten others are written.
+    assert_eq!(response.to_json(), json!({"batchItemFailures": []}));
+    assert_eq!(counts.dead_lettered, 2);
+    assert_eq!(
+        server.psql("SELECT count(*) FROM readings WHERE message_id LIKE 'good-%'"),
+        "10"
+    );
+    assert_eq!(
+        server.psql("SELECT message_id FROM dead_letter ORDER BY message_id"),
+        "nul\ntoo-big"
+    );
+    let reasons = server.psql("SELECT reason FROM dead_letter ORDER BY message_id");
+    assert!(
+        reasons.contains("NUL byte") && reasons.contains("sane_cpu"),
+        "{reasons}"
     );
 }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use telemetry_core::config::{load_pipeline_file, parse_count, SettingError};
 use telemetry_core::invocation::InvocationSettings;
-use telemetry_core::warehouse::{LocalDirectory, TableWriter};
+use telemetry_core::payload::timestamp::TimestampFormat;
+use telemetry_core::warehouse::{LocalDirectory, PlausibleTimes, TableWriter};
 
 pub const DEFAULT_WAREHOUSE_DIR: &str = "./warehouse";
 pub const LAMBDA_WAREHOUSE_DIR: &str = "/tmp/warehouse";
@@ -23,6 +24,8 @@ pub const WAREHOUSE_ENV_VARS: &[&str] = &[
     "PUBSUB_VERIFICATION_TOKEN",
     "FIREHOSE_MAX_ATTEMPTS",
     "AWS_LAMBDA_FUNCTION_NAME",
+    "WAREHOUSE_EARLIEST",
+    "WAREHOUSE_MAX_AHEAD_SECONDS",
 ];
 
 /// Where rows go (`WAREHOUSE_URL`).
@@ -150,9 +153,26 @@ impl WarehouseConfig {
             None => WarehouseTarget::Local(PathBuf::from(DEFAULT_WAREHOUSE_DIR)),
         };
         let firehose_max_attempts = parse_count(&lookup, "FIREHOSE_MAX_ATTEMPTS", 4, 10)?;
+        let mut plausible_times = PlausibleTimes::default();
+        if let Some(text) = lookup("WAREHOUSE_EARLIEST").filter(|t| !t.is_empty()) {
+            plausible_times.earliest_ms =
+                TimestampFormat::Auto.from_text(&text).ok_or_else(|| {
+                    invalid(
+                        "WAREHOUSE_EARLIEST",
+                        &text,
+                        "expected a date such as 2000-01-01 or 2000-01-01T00:00:00Z".into(),
+                    )
+                })?;
+        }
+        if lookup("WAREHOUSE_MAX_AHEAD_SECONDS").is_some() {
+            let seconds =
+                parse_count(&lookup, "WAREHOUSE_MAX_AHEAD_SECONDS", 86_400, 366 * 86_400)?;
+            plausible_times.max_ahead_ms = i64::from(seconds) * 1000;
+        }
         Ok(WarehouseConfig {
             settings: InvocationSettings {
                 verification_token: lookup("PUBSUB_VERIFICATION_TOKEN").filter(|t| !t.is_empty()),
+                plausible_times,
                 ..file.into()
             },
             target,
@@ -275,6 +295,28 @@ mod tests {
             .to_string();
         assert!(
             error.contains("WAREHOUSE_URL") && error.contains("bigquery://x"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_plausible_times_are_settings() {
+        let defaults = config(&[]).unwrap().settings.plausible_times;
+        assert_eq!(defaults, PlausibleTimes::default());
+        let set = config(&[
+            ("WAREHOUSE_EARLIEST", "2020-01-01T00:00:00Z"),
+            ("WAREHOUSE_MAX_AHEAD_SECONDS", "3600"),
+        ])
+        .unwrap()
+        .settings
+        .plausible_times;
+        assert_eq!(set.earliest_ms, 1_577_836_800_000);
+        assert_eq!(set.max_ahead_ms, 3_600_000);
+        let error = config(&[("WAREHOUSE_EARLIEST", "last year")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("WAREHOUSE_EARLIEST") && error.contains("last year"),
             "{error}"
         );
     }

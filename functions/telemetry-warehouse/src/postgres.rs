@@ -234,6 +234,82 @@ fn failure_kind(error: &tokio_postgres::Error) -> FailureKind {
     }
 }
 
+/// Whether the server refused a value rather than the statement.
+fn refuses_a_value(error: &tokio_postgres::Error) -> bool {
+    error
+        .as_db_error()
+        .is_some_and(|db_error| matches!(db_error.code().code().get(..2), Some("22" | "23")))
+}
+
+/// Why PostgreSQL would refuse a row whatever else is in its statement.
+fn refusal(schema: &Schema, row: &[Cell]) -> Option<String> {
+    row.iter()
+        .zip(&schema.columns)
+        .find_map(|(cell, (column, _))| match cell {
+            Cell::Text(text) if text.contains('\0') => Some(format!(
+                "column {column} holds a NUL byte, which PostgreSQL text cannot store"
+            )),
+            _ => None,
+        })
+}
+
+/// Inserts the rows at `indexes` in one statement. When the statement is
+/// refused for a value (SQLSTATE classes 22, data, and 23, constraints),
+/// the rows are split in halves and written again, down to the rows the
+/// server refuses on their own, which go to `refused`: only they are
+/// dead-lettered. A refusal of the statement itself (a table of another
+/// shape, a missing privilege) refuses every row without splitting; a
+/// transient failure is returned as it is.
+async fn insert_rows(
+    client: &Client,
+    rows: &TableRows,
+    indexes: &[usize],
+    refused: &mut Vec<(usize, String)>,
+) -> Result<u64, tokio_postgres::Error> {
+    if indexes.is_empty() {
+        return Ok(0);
+    }
+    let subset;
+    let statement_rows = if indexes.len() == rows.rows.len() {
+        rows
+    } else {
+        subset = TableRows {
+            schema: rows.schema.clone(),
+            rows: indexes
+                .iter()
+                .map(|&index| rows.rows[index].clone())
+                .collect(),
+            messages: indexes.iter().map(|&index| rows.messages[index]).collect(),
+        };
+        &subset
+    };
+    let parameters: Vec<Box<dyn ToSql + Sync + Send>> = statement_rows
+        .schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(index, (_, kind))| column_parameter(statement_rows, index, *kind))
+        .collect();
+    let references: Vec<&(dyn ToSql + Sync)> = parameters
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    match client.execute(&insert_sql(&rows.schema), &references).await {
+        Ok(inserted) => Ok(inserted),
+        Err(error) if failure_kind(&error) == FailureKind::Transient => Err(error),
+        Err(error) if indexes.len() == 1 || !refuses_a_value(&error) => {
+            let why = error_chain(&error);
+            refused.extend(indexes.iter().map(|&index| (index, why.clone())));
+            Ok(0)
+        }
+        Err(_) => {
+            let (first, second) = indexes.split_at(indexes.len() / 2);
+            let written = Box::pin(insert_rows(client, rows, first, refused)).await?;
+            Ok(written + Box::pin(insert_rows(client, rows, second, refused)).await?)
+        }
+    }
+}
+
 #[async_trait]
 impl TableWriter for PostgresTables {
     async fn write(
@@ -263,24 +339,41 @@ impl TableWriter for PostgresTables {
                 created.insert(rows.schema.table.clone());
             }
         }
-        let parameters: Vec<Box<dyn ToSql + Sync + Send>> = rows
-            .schema
-            .columns
+        // Text PostgreSQL refuses (a NUL byte) is found before the insert,
+        // so one such row cannot hold back the rest of its batch.
+        let mut refused: Vec<(usize, String)> = rows
+            .rows
             .iter()
             .enumerate()
-            .map(|(index, (_, kind))| column_parameter(rows, index, *kind))
+            .filter_map(|(index, row)| refusal(&rows.schema, row).map(|why| (index, why)))
             .collect();
-        let references: Vec<&(dyn ToSql + Sync)> = parameters
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        let all: Vec<usize> = (0..rows.rows.len())
+            .filter(|index| !refused.iter().any(|(r, _)| r == index))
             .collect();
-        let inserted = client
-            .execute(&insert_sql(&rows.schema), &references)
-            .await
-            .map_err(|error| {
+        let inserted = match insert_rows(client, rows, &all, &mut refused).await {
+            Ok(inserted) => inserted,
+            Err(error) => {
                 let reason = format!("insert failed: {}", error_chain(&error));
-                fail(reason, failure_kind(&error))
-            })?;
+                return Err(fail(reason, FailureKind::Transient));
+            }
+        };
+        if !refused.is_empty() {
+            let reasons: Vec<String> = refused
+                .iter()
+                .map(|(index, why)| format!("row {index}: {why}"))
+                .collect();
+            return Err(TableWriteError {
+                reason: format!(
+                    "{} of {} rows refused ({inserted} written): {}",
+                    refused.len(),
+                    rows.rows.len(),
+                    reasons.join("; ")
+                ),
+                failed_rows: Some(Vec::new()),
+                refused_rows: refused.into_iter().map(|(index, _)| index).collect(),
+                ..fail(String::new(), FailureKind::Permanent)
+            });
+        }
         Ok(format!(
             "{} table {} ({inserted} new of {} rows)",
             self.display,

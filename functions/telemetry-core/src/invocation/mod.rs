@@ -26,6 +26,7 @@ use crate::payload::mapping::Mappings;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::{DeadLetterError, DeadLetterSink};
 use crate::warehouse::tables::TableDef;
+use crate::warehouse::PlausibleTimes;
 
 /// What every invocation of a function needs, read once per cold start.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +39,8 @@ pub struct InvocationSettings {
     pub verification_token: Option<String>,
     /// Store every reading at one-second resolution.
     pub high_resolution: bool,
+    /// The times the warehouse takes (readings and declared timestamp columns).
+    pub plausible_times: PlausibleTimes,
 }
 
 /// The invocation in progress.

@@ -10,7 +10,7 @@ use crate::invocation::{Invocation, InvocationSettings, Rejection, Step};
 use crate::outcome::{Counts, Delivery, FailureKind, Response, RetryLater};
 use crate::reading::decode::{decode_message, DecodeError};
 use crate::reading::Reading;
-use crate::warehouse::tables::{rows_of_tables, Schema, TableRows};
+use crate::warehouse::tables::{rows_of_tables, Cell, Schema, TableRows};
 use crate::warehouse::{batch_id, reading_row, TableDeadLetters, TableWriter};
 
 /// Rows -> a table writer.
@@ -81,6 +81,27 @@ impl Step for WarehouseStep<'_> {
                 // Not telemetry, but some table took it: that is enough.
                 Err(_) if !tables.is_empty() => work.decoded.clear(),
                 Err(error) => return Err(Rejection::new(error.to_string())),
+            }
+        }
+        // Times no clock could mean are refused before anything is kept.
+        let plausible = &self.settings.plausible_times;
+        for reading in &work.decoded {
+            let what = format!("the time of reading `{}`", reading.metric);
+            plausible
+                .check(&what, reading.timestamp_ms, now_ms)
+                .map_err(Rejection::new)?;
+        }
+        for (table, rows) in &tables {
+            let definition = &self.settings.tables[*table];
+            for row in rows {
+                for (column, cell) in definition.columns.iter().zip(row) {
+                    if let Cell::Timestamp(millis) = cell {
+                        let what = format!("column `{}.{}`", definition.name, column.name);
+                        plausible
+                            .check(&what, *millis, now_ms)
+                            .map_err(Rejection::new)?;
+                    }
+                }
             }
         }
         for (table, rows) in tables {
@@ -327,6 +348,47 @@ mod tests {
             Some(&["broken".to_owned()][..])
         );
         assert_eq!((counts.retried, counts.dead_lettered), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn times_no_clock_could_mean_are_dead_lettered_with_the_limit() {
+        let tables = MemoryTables::default();
+        let event = sqs(&[
+            (
+                "unset-clock",
+                r#"{"timestamp": -5, "device": "d-1", "temperature": 17.5}"#,
+            ),
+            (
+                "year-5138",
+                r#"{"timestamp": 99999999999, "device": "d-1", "temperature": 17.5}"#,
+            ),
+            (
+                "fine",
+                r#"{"timestamp": 1645938060, "device": "d-1", "temperature": 17.5}"#,
+            ),
+        ]);
+        let (_, counts) = settings()
+            .process_warehouse(&event, "req", NOW_MS, &tables)
+            .await
+            .unwrap();
+        assert_eq!((counts.readings_accepted, counts.dead_lettered), (1, 2));
+        let dead = tables.table("dead_letter");
+        let reason = |id: &str| match dead.iter().find(|row| row[5] == Cell::Text(id.into())) {
+            Some(row) => format!("{:?}", row[2]),
+            None => panic!("{id} is not dead-lettered"),
+        };
+        let early = reason("unset-clock");
+        assert!(
+            early.contains("1969-12-31T23:59:55") && early.contains("WAREHOUSE_EARLIEST"),
+            "{early}"
+        );
+        let late = reason("year-5138");
+        assert!(
+            late.contains("5138") && late.contains("WAREHOUSE_MAX_AHEAD_SECONDS"),
+            "{late}"
+        );
+        // The table row of the good message is kept, the others' are not.
+        assert_eq!(tables.table("sensordata").len(), 1);
     }
 
     /// For any one message through any raw trigger: rows, a dead letter, or

@@ -223,7 +223,7 @@ fn decode_fields(
 
     let device = match mapping.and_then(|m| m.device.as_ref()) {
         Some(source) => text_value(&required(source, view, context)?, source)?,
-        None => auto_device(view, context, &mut consumed),
+        None => auto_device(view, context, &mut consumed)?,
     };
 
     let timestamp_ms = match mapping.and_then(|m| m.timestamp.as_ref()) {
@@ -394,14 +394,21 @@ fn auto_device(
     view: View<'_, '_>,
     context: &Context<'_>,
     consumed: &mut Consumed<'_>,
-) -> CompactString {
+) -> Result<CompactString, DecodeError> {
     if let View::Object(fields) = view {
         for key in DEVICE_KEYS {
             if let Some(Field::Text(text)) = fields.get(key) {
-                if !text.trim().is_empty() {
-                    consumed.push(key);
-                    return CompactString::from(text.trim());
+                // A device that sends an empty id has a bug: its readings
+                // must not merge into another device's series.
+                if text.trim().is_empty() {
+                    return Err(DecodeError::Invalid {
+                        field: key.to_owned(),
+                        value: format!("{text:?}"),
+                        why: "the device id is empty".into(),
+                    });
                 }
+                consumed.push(key);
+                return Ok(CompactString::from(text.trim()));
             }
         }
     }
@@ -410,7 +417,7 @@ fn auto_device(
         .attribute("deviceId")
         .or(context.client_id.as_deref())
         .or_else(|| context.topic.as_deref().and_then(device_from_topic));
-    CompactString::from(from_context.unwrap_or(UNKNOWN_DEVICE))
+    Ok(CompactString::from(from_context.unwrap_or(UNKNOWN_DEVICE)))
 }
 
 /// The device's own timestamp under a conventional key (or, for text, the
@@ -593,5 +600,37 @@ mod tests {
         let unwrapped = records(&envelope.messages[1], PayloadFormat::Delimited('|')).unwrap();
         assert_eq!(unwrapped[0][3], Some(Field::Text("402".into())));
         assert_eq!(unwrapped[0][4], Some(Field::Text("co2/pi".into())));
+    }
+
+    #[test]
+    fn an_empty_device_id_is_refused_not_merged_into_unknown() {
+        for payload in [
+            r#"{"device": "", "temperature": 17.5}"#,
+            r#"{"device_id": "  ", "temperature": 17.5}"#,
+        ] {
+            let message = RawMessage::new(
+                crate::envelope::MessageSource::Sqs,
+                std::borrow::Cow::Borrowed("m"),
+                std::borrow::Cow::Borrowed(payload.as_bytes()),
+            );
+            let mut out = Vec::new();
+            let error = decode_message(&Mappings::default(), &message, 0, 0, &mut out)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("device") && error.contains("empty"),
+                "{error}"
+            );
+            assert!(out.is_empty());
+        }
+        // No id at all is still the documented fallback.
+        let message = RawMessage::new(
+            crate::envelope::MessageSource::Sqs,
+            std::borrow::Cow::Borrowed("m"),
+            std::borrow::Cow::Borrowed(&br#"{"temperature": 17.5}"#[..]),
+        );
+        let mut out = Vec::new();
+        decode_message(&Mappings::default(), &message, 0, 0, &mut out).unwrap();
+        assert_eq!(out[0].device, UNKNOWN_DEVICE);
     }
 }

@@ -77,10 +77,12 @@ impl DeadLetter {
     }
 }
 
+/// Text as it is; anything else (not UTF-8, or holding a NUL byte, which
+/// databases such as PostgreSQL refuse in text) as base64.
 fn encode_payload(bytes: &[u8]) -> (String, String) {
     match std::str::from_utf8(bytes) {
-        Ok(text) => (text.to_owned(), "utf-8".into()),
-        Err(_) => (
+        Ok(text) if !text.contains('\0') => (text.to_owned(), "utf-8".into()),
+        _ => (
             base64::engine::general_purpose::STANDARD.encode(bytes),
             "base64".into(),
         ),
@@ -161,5 +163,11 @@ mod tests {
         let lines = to_json_lines(std::slice::from_ref(&letter));
         let back: DeadLetter = serde_json::from_slice(lines.strip_suffix(b"\n").unwrap()).unwrap();
         assert_eq!(back, letter);
+        // UTF-8 with a NUL byte: base64 too, so a database can store it.
+        let mut nul = text.clone();
+        nul.payload = Cow::Borrowed(&b"{\"device\": \"a\x00b\"}"[..]).into();
+        let letter = DeadLetter::new(&nul, "req", "bad".into(), 0);
+        assert_eq!(letter.payload_encoding, "base64");
+        assert_eq!(letter.payload_bytes(), b"{\"device\": \"a\x00b\"}");
     }
 }

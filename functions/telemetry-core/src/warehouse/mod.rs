@@ -70,6 +70,52 @@ pub trait TableWriter: Send + Sync {
     ) -> Result<String, TableWriteError>;
 }
 
+/// The times a warehouse row may carry. Devices with an unset clock send
+/// `-5` (1969) or `99999999999` (year 5138); stored, they poison every
+/// time-partitioned query, so they are dead-lettered instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlausibleTimes {
+    /// `WAREHOUSE_EARLIEST`, epoch ms (default 2000-01-01T00:00:00Z).
+    pub earliest_ms: i64,
+    /// `WAREHOUSE_MAX_AHEAD_SECONDS`, in ms (default one day).
+    pub max_ahead_ms: i64,
+}
+
+impl Default for PlausibleTimes {
+    fn default() -> Self {
+        PlausibleTimes {
+            earliest_ms: 946_684_800_000,
+            max_ahead_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl PlausibleTimes {
+    /// Why `millis` (`what` names it: a reading's time, a column) cannot be
+    /// stored, if it cannot.
+    pub fn check(&self, what: &str, millis: i64, now_ms: i64) -> Result<(), String> {
+        let shown = crate::payload::timestamp::millis_to_rfc3339;
+        if millis < self.earliest_ms {
+            return Err(format!(
+                "{what} = {} is before {}, the earliest time the warehouse takes \
+                 (a device clock that was never set? WAREHOUSE_EARLIEST moves the limit)",
+                shown(millis),
+                shown(self.earliest_ms)
+            ));
+        }
+        if millis > now_ms.saturating_add(self.max_ahead_ms) {
+            return Err(format!(
+                "{what} = {} is more than {} s ahead of the function's clock ({}; \
+                 WAREHOUSE_MAX_AHEAD_SECONDS moves the limit)",
+                shown(millis),
+                self.max_ahead_ms / 1000,
+                shown(now_ms)
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where Parquet objects are stored (a local directory, an S3 prefix).
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
