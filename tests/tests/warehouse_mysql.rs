@@ -208,3 +208,39 @@ async fn a_password_never_reaches_a_message() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_the_server_refuses_never_holds_back_its_batch() {
+    let server = MariadbServer::start();
+    let writer = MysqlTables::from_url(&server.url).unwrap();
+    let body = |device: &str, value: f64| {
+        json!({"timestamp": 1645938060, "device": device, "cpu": value}).to_string()
+    };
+    let first = body("d-0", 1.0);
+    reference_pipelines()
+        .process_warehouse(&sqs(&[("first", &first)]), "first", NOW_MS, &writer)
+        .await
+        .unwrap();
+    // A rule of the user's own that one row breaks.
+    server.sql("ALTER TABLE readings ADD CONSTRAINT sane_cpu CHECK (value < 1000)");
+    let bodies: Vec<(String, String)> = (1..=10)
+        .map(|n| (format!("good-{n}"), body(&format!("d-{n}"), f64::from(n))))
+        .chain([("too-big".to_owned(), body("d-x", 5000.0))])
+        .collect();
+    let records: Vec<(&str, &str)> = bodies
+        .iter()
+        .map(|(id, b)| (id.as_str(), b.as_str()))
+        .collect();
+    let (response, counts) = reference_pipelines()
+        .process_warehouse(&sqs(&records), "second", NOW_MS, &writer)
+        .await
+        .unwrap();
+    assert_eq!(response.to_json(), json!({"batchItemFailures": []}));
+    assert_eq!(counts.dead_lettered, 1);
+    assert_eq!(
+        server.sql("SELECT count(*) FROM readings WHERE message_id LIKE 'good-%'"),
+        "10"
+    );
+    let reason = server.sql("SELECT reason FROM dead_letter WHERE message_id = 'too-big'");
+    assert!(reason.contains("sane_cpu"), "{reason}");
+}

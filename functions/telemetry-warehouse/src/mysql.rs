@@ -12,6 +12,7 @@
 //! default), `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`) and `ssl-ca`.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -202,6 +203,7 @@ impl MysqlTables {
         &self,
         slot: &mut Option<Connection>,
         rows: &TableRows,
+        refused: &mut Vec<(usize, String)>,
     ) -> Result<u64, Failure> {
         if slot.is_none() {
             *slot = Some(self.connect().await?);
@@ -214,20 +216,50 @@ impl MysqlTables {
         }
         let mut written = 0;
         for chunk in chunks(rows, connection.max_packet) {
-            let statement = insert_sql(schema, chunk.len());
-            let mut values = Vec::with_capacity(chunk.len() * schema.columns.len());
-            for row in chunk {
-                values.extend(row.iter().map(to_value));
-            }
-            connection
-                .conn
-                .exec_drop(statement, Params::Positional(values))
-                .await
-                .map_err(|error| Failure::of("insert failed", &error))?;
-            written += connection.conn.affected_rows();
+            written += insert_rows(&mut connection.conn, rows, chunk, refused).await?;
         }
         Ok(written)
     }
+}
+
+/// Inserts `rows.rows[range]` in one statement. When the server refuses a
+/// value (strict mode's out of range, truncated, incorrect value, too long,
+/// a NULL, a CHECK), the rows are split in halves down to the rows it
+/// refuses on their own, which go to `refused` and alone are dead-lettered.
+/// Other failures are returned as they are.
+async fn insert_rows(
+    conn: &mut Conn,
+    rows: &TableRows,
+    range: Range<usize>,
+    refused: &mut Vec<(usize, String)>,
+) -> Result<u64, Failure> {
+    let statement = insert_sql(&rows.schema, range.len());
+    let mut values = Vec::with_capacity(range.len() * rows.schema.columns.len());
+    for row in &rows.rows[range.clone()] {
+        values.extend(row.iter().map(to_value));
+    }
+    match conn.exec_drop(statement, Params::Positional(values)).await {
+        Ok(()) => Ok(conn.affected_rows()),
+        Err(error) if refuses_a_value(&error) && range.len() == 1 => {
+            refused.push((range.start, error_chain(&error)));
+            Ok(0)
+        }
+        Err(error) if refuses_a_value(&error) => {
+            let middle = range.start + range.len() / 2;
+            let first = Box::pin(insert_rows(conn, rows, range.start..middle, refused)).await?;
+            Ok(first + Box::pin(insert_rows(conn, rows, middle..range.end, refused)).await?)
+        }
+        Err(error) => Err(Failure::of("insert failed", &error)),
+    }
+}
+
+/// Whether the server refused a value of a row rather than the statement.
+fn refuses_a_value(error: &mysql_async::Error) -> bool {
+    matches!(
+        error,
+        mysql_async::Error::Server(server)
+            if matches!(server.code, 1048 | 1264 | 1265 | 1292 | 1366 | 1406 | 1452 | 3819 | 4025)
+    )
 }
 
 #[async_trait]
@@ -239,7 +271,30 @@ impl TableWriter for MysqlTables {
         _now_ms: i64,
     ) -> Result<String, TableWriteError> {
         let mut slot = self.connection.lock().await;
-        match self.write_rows(&mut slot, rows).await {
+        let mut refused = Vec::new();
+        match self.write_rows(&mut slot, rows, &mut refused).await {
+            Ok(written) if !refused.is_empty() => {
+                let reasons: Vec<String> = refused
+                    .iter()
+                    .map(|(index, why)| format!("row {index}: {why}"))
+                    .collect();
+                Err(TableWriteError {
+                    reason: format!(
+                        "{} of {} rows refused ({written} written): {}",
+                        refused.len(),
+                        rows.rows.len(),
+                        reasons.join("; ")
+                    ),
+                    failed_rows: Some(Vec::new()),
+                    refused_rows: refused.into_iter().map(|(index, _)| index).collect(),
+                    ..TableWriteError::all(
+                        rows,
+                        self.display.clone(),
+                        String::new(),
+                        FailureKind::Permanent,
+                    )
+                })
+            }
             Ok(written) => Ok(format!(
                 "{} table {} ({} rows; {written} affected)",
                 self.display,
@@ -418,8 +473,8 @@ fn insert_sql(schema: &Schema, rows: usize) -> String {
 }
 
 /// Rows in statements under the packet limit (with room for the protocol)
-/// and MySQL's placeholder limit.
-fn chunks(rows: &TableRows, max_packet: usize) -> Vec<&[Vec<Cell>]> {
+/// and MySQL's placeholder limit, as ranges of `rows.rows`.
+fn chunks(rows: &TableRows, max_packet: usize) -> Vec<Range<usize>> {
     let budget = max_packet / 2;
     let per_statement = (MAX_PARAMETERS / rows.schema.columns.len().max(1)).max(1);
     let mut chunks = Vec::new();
@@ -427,13 +482,13 @@ fn chunks(rows: &TableRows, max_packet: usize) -> Vec<&[Vec<Cell>]> {
     for (index, row) in rows.rows.iter().enumerate() {
         let size: usize = row.iter().map(cell_bytes).sum::<usize>() + 16;
         if index > start && (bytes + size > budget || index - start == per_statement) {
-            chunks.push(&rows.rows[start..index]);
+            chunks.push(start..index);
             (start, bytes) = (index, 0);
         }
         bytes += size;
     }
     if start < rows.rows.len() {
-        chunks.push(&rows.rows[start..]);
+        chunks.push(start..rows.rows.len());
     }
     chunks
 }
@@ -530,7 +585,11 @@ mod tests {
         let chunks = chunks(&rows, 1 << 20);
         assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 10_000);
         for chunk in &chunks {
-            let bytes: usize = chunk.iter().flatten().map(cell_bytes).sum();
+            let bytes: usize = rows.rows[chunk.clone()]
+                .iter()
+                .flatten()
+                .map(cell_bytes)
+                .sum();
             assert!(bytes < 1 << 19, "{bytes}");
             assert!(chunk.len() * rows.schema.columns.len() <= MAX_PARAMETERS);
         }
