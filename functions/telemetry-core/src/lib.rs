@@ -10,6 +10,7 @@
 //! | [`envelope`] | how an event arrived: one file per trigger, unwrapped into raw messages |
 //! | [`payload`] | what the device sent: fields, records, the declarative mapping, timestamps, topics, units |
 //! | [`reading`] | payload -> readings (`decode`), and the checks a reading must pass (`validate`) |
+//! | [`command`] | readings -> commands back to devices (`[[command]]` rules and their conditions) |
 //! | [`outcome`] | what an invocation did (counts) and the answer it owes its trigger |
 //! | [`sink`] | where readings and dead letters go: the traits, EMF, CloudWatch request planning, dead letters |
 //! | [`warehouse`] | payload -> rows: table declarations, row building, the table-writer trait |
@@ -28,6 +29,8 @@ pub mod payload;
 
 pub mod reading;
 
+pub mod command;
+
 pub mod outcome;
 
 pub mod sink;
@@ -45,11 +48,12 @@ mod tests {
     use std::path::Path;
 
     /// Top-level modules, lowest first: each may use only those before it.
-    const LAYERS: [&str; 9] = [
+    const LAYERS: [&str; 10] = [
         "json",
         "envelope",
         "payload",
         "reading",
+        "command",
         "outcome",
         "sink",
         "warehouse",

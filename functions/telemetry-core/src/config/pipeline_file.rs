@@ -9,6 +9,7 @@ use chrono::FixedOffset;
 use compact_str::CompactString;
 use serde::Deserialize;
 
+use crate::command::{CommandRule, Condition, SendPolicy, Via};
 use crate::invocation::InvocationSettings;
 use crate::payload::mapping::{
     unknown_unit_message, FieldSource, Mapping, Mappings, MetricRule, NameSource, PayloadFormat,
@@ -29,6 +30,8 @@ pub struct PipelineFile {
     pub namespace: Option<String>,
     pub mappings: Mappings,
     pub tables: Vec<TableDef>,
+    /// Commands back to devices (`[[command]]`).
+    pub commands: Vec<CommandRule>,
 }
 
 impl From<PipelineFile> for InvocationSettings {
@@ -37,6 +40,7 @@ impl From<PipelineFile> for InvocationSettings {
         InvocationSettings {
             mappings: file.mappings,
             tables: file.tables,
+            commands: file.commands,
             ..InvocationSettings::default()
         }
     }
@@ -79,10 +83,28 @@ impl PipelineFile {
                 });
             }
         }
+        let commands = file
+            .command
+            .into_iter()
+            .enumerate()
+            .map(|(index, spec)| compile_command(index, spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (index, command) in commands.iter().enumerate() {
+            if commands[..index]
+                .iter()
+                .any(|other| other.name == command.name)
+            {
+                return Err(PipelineFileError::Syntax {
+                    path: None,
+                    message: format!("command {:?} is declared twice", command.name),
+                });
+            }
+        }
         Ok(PipelineFile {
             namespace: file.namespace,
             mappings: Mappings(mappings),
             tables,
+            commands,
         })
     }
 }
@@ -144,6 +166,99 @@ struct ConfigFile {
     /// Warehouse tables.
     #[serde(default)]
     table: Vec<TableSpec>,
+    /// Commands back to devices.
+    #[serde(default)]
+    command: Vec<CommandSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandSpec {
+    name: String,
+    #[serde(default)]
+    from: Option<String>,
+    when: String,
+    topic: String,
+    payload: toml::Value,
+    #[serde(default)]
+    otherwise: Option<toml::Value>,
+    #[serde(default)]
+    send: Option<String>,
+    #[serde(default)]
+    via: Option<String>,
+}
+
+/// Compiles a `[[command]]`; errors name the command and the field.
+fn compile_command(index: usize, spec: CommandSpec) -> Result<CommandRule, PipelineFileError> {
+    let name = if spec.name.trim().is_empty() {
+        format!("#{}", index + 1)
+    } else {
+        spec.name.clone()
+    };
+    let fail = |field: &str, why: String| PipelineFileError::Syntax {
+        path: None,
+        message: format!("command {name:?}: `{field}`: {why}"),
+    };
+    let json = |field: &str, value: toml::Value| {
+        serde_json::to_value(value).map_err(|error| fail(field, error.to_string()))
+    };
+    let when = Condition::parse(&spec.when).map_err(|error| fail("when", error.to_string()))?;
+    let from = spec
+        .from
+        .as_deref()
+        .map(TopicFilter::new)
+        .transpose()
+        .map_err(|error| fail("from", error.to_string()))?;
+    if spec.topic.trim().is_empty() || spec.topic.contains(['+', '#']) {
+        return Err(fail(
+            "topic",
+            format!(
+                "{:?} must be a topic to publish to, such as \"{{device}}/commands\"",
+                spec.topic
+            ),
+        ));
+    }
+    let send = match spec.send.as_deref() {
+        None | Some("on_change") => SendPolicy::OnChange,
+        Some("always") => SendPolicy::Always,
+        Some(other) => {
+            return Err(fail(
+                "send",
+                format!("{other:?}: expected \"always\" or \"on_change\""),
+            ))
+        }
+    };
+    let via = match spec.via.as_deref() {
+        None | Some("topic") => Via::Topic,
+        Some("shadow") => Via::Shadow,
+        Some(other) => {
+            return Err(fail(
+                "via",
+                format!("{other:?}: expected \"topic\" or \"shadow\""),
+            ))
+        }
+    };
+    let payload = json("payload", spec.payload)?;
+    let otherwise = spec
+        .otherwise
+        .map(|value| json("otherwise", value))
+        .transpose()?;
+    if via == Via::Shadow && !payload.is_object() {
+        return Err(fail(
+            "payload",
+            "a shadow's desired state is a table (an object)".into(),
+        ));
+    }
+    Ok(CommandRule {
+        name,
+        from,
+        when,
+        topic: spec.topic,
+        payload,
+        otherwise,
+        send,
+        via,
+    })
 }
 
 #[derive(Deserialize)]
@@ -511,5 +626,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("a/#/b"), "{error}");
+    }
+
+    #[test]
+    fn commands_compile_and_mistakes_name_the_command_and_field() {
+        let file = PipelineFile::parse(
+            r#"
+            [[command]]
+            name = "nightlight"
+            from = "+/telemetry"
+            when = "light < 300"
+            topic = "{device}/commands"
+            payload = { led_on = true }
+            otherwise = { led_on = false }
+            [[command]]
+            name = "fan"
+            when = "temperature > 30"
+            topic = "{device}/fan"
+            payload = { fan = "on" }
+            send = "always"
+            via = "shadow"
+            "#,
+        )
+        .unwrap();
+        let [light, fan] = &file.commands[..] else {
+            panic!("two commands: {:?}", file.commands)
+        };
+        assert_eq!(light.send, SendPolicy::OnChange, "on_change is the default");
+        assert_eq!(light.via, Via::Topic);
+        assert_eq!(light.otherwise, Some(serde_json::json!({"led_on": false})));
+        assert_eq!((fan.send, fan.via), (SendPolicy::Always, Via::Shadow));
+        for (spec, fragments) in [
+            ("when = \"light <\"", vec!["\"c\"", "`when`", "expected"]),
+            (
+                "when = \"a < 1\"\nsend = \"often\"",
+                vec!["`send`", "often"],
+            ),
+            ("when = \"a < 1\"\nvia = \"mail\"", vec!["`via`", "mail"]),
+            (
+                "when = \"a < 1\"\nfrom = \"a/#/b\"",
+                vec!["`from`", "a/#/b"],
+            ),
+        ] {
+            let text = format!(
+                "[[command]]\nname = \"c\"\ntopic = \"{{device}}/c\"\npayload = {{ on = true }}\n{spec}\n"
+            );
+            let error = PipelineFile::parse(&text).unwrap_err().to_string();
+            for fragment in fragments {
+                assert!(error.contains(fragment), "{spec}: {error}");
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::command::CommandRule;
 use crate::envelope::{parse_event, EventKind, HttpRequestInfo, RawMessage};
 use crate::outcome::{Counts, Delivery, Response, RetryLater};
 use crate::payload::mapping::Mappings;
@@ -41,6 +42,8 @@ pub struct InvocationSettings {
     pub high_resolution: bool,
     /// The times the warehouse takes (readings and declared timestamp columns).
     pub plausible_times: PlausibleTimes,
+    /// Commands back to devices (`[[command]]` of the pipeline file).
+    pub commands: Vec<CommandRule>,
 }
 
 /// The invocation in progress.
