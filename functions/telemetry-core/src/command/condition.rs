@@ -276,13 +276,16 @@ impl fmt::Display for Comparison {
 mod tests {
     use super::*;
 
+    /// A condition, the readings it sees, and what it should say.
+    type Case<'a> = (&'a str, &'a [(&'a str, f64)], Option<bool>);
+
     fn values(pairs: &[(&'static str, f64)]) -> HashMap<&'static str, f64> {
         pairs.iter().copied().collect()
     }
 
     #[test]
     fn conditions_evaluate_as_written() {
-        let cases: &[(&str, &[(&str, f64)], Option<bool>)] = &[
+        let cases: &[Case<'static>] = &[
             ("light < 300", &[("light", 250.0)], Some(true)),
             ("light < 300", &[("light", 300.0)], Some(false)),
             ("light <= 300", &[("light", 300.0)], Some(true)),

@@ -104,7 +104,7 @@ pub fn decide<'r, 't>(
         let end = start
             + readings[start..]
                 .iter()
-                .take_while(|r| r.message == message && &r.device == device)
+                .take_while(|r| r.message == message && r.device == *device)
                 .count();
         let values: HashMap<&str, f64> = readings[start..end]
             .iter()
