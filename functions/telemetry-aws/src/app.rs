@@ -3,9 +3,10 @@
 use std::io::Write;
 
 use telemetry_core::config::{DeadLetterTarget, MetricsConfig, MetricsSinkKind};
+
+pub use crate::s3::dead_letter_sink;
 use telemetry_core::outcome::Counts;
 use telemetry_core::reading::validate::validate_namespace;
-use telemetry_core::sink::dead_letter::LocalDeadLetters;
 use telemetry_core::sink::emf::encode_pipeline_counts;
 use telemetry_core::sink::emf::EmfSink;
 use telemetry_core::sink::{DeadLetterSink, MetricsSink};
@@ -64,32 +65,6 @@ impl MetricsApp {
         encode_pipeline_counts(namespace, METRICS_FUNCTION, counts, now_ms, &mut line);
         if let Err(error) = std::io::stdout().lock().write_all(&line) {
             tracing::warn!(%error, "cannot write pipeline counts");
-        }
-    }
-}
-
-/// The dead-letter sink for a target.
-pub fn dead_letter_sink(
-    target: &DeadLetterTarget,
-    sdk: Option<&aws_config::SdkConfig>,
-) -> Box<dyn DeadLetterSink> {
-    match (target, sdk) {
-        (DeadLetterTarget::S3 { bucket, prefix }, Some(sdk)) => {
-            Box::new(crate::s3::S3DeadLetters::new(sdk, bucket, prefix))
-        }
-        (DeadLetterTarget::Local(directory), _) => {
-            if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
-                tracing::warn!(
-                    directory = %directory.display(),
-                    "dead letters go to the sandbox's local disk and are lost with it; set DEAD_LETTER_URL=s3://bucket/prefix"
-                );
-            }
-            Box::new(LocalDeadLetters {
-                directory: directory.clone(),
-            })
-        }
-        (DeadLetterTarget::S3 { .. }, None) => {
-            unreachable!("the SDK config is loaded for S3 targets")
         }
     }
 }

@@ -8,6 +8,8 @@ pub mod app;
 pub mod cloudwatch;
 #[cfg(feature = "firehose")]
 pub mod firehose;
+#[cfg(feature = "iotdata")]
+pub mod iotdata;
 pub mod raw_event;
 pub mod retry;
 #[cfg(feature = "s3")]

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use telemetry_core::sink::dead_letter::{to_json_lines, DeadLetter};
+use telemetry_core::config::DeadLetterTarget;
+use telemetry_core::sink::dead_letter::{to_json_lines, DeadLetter, LocalDeadLetters};
 use telemetry_core::sink::{DeadLetterError, DeadLetterSink};
 use telemetry_core::warehouse::StoreError;
 
@@ -134,5 +135,31 @@ impl telemetry_core::warehouse::ObjectStore for S3Objects {
 
     fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// The dead-letter sink for a target.
+pub fn dead_letter_sink(
+    target: &DeadLetterTarget,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Box<dyn DeadLetterSink> {
+    match (target, sdk) {
+        (DeadLetterTarget::S3 { bucket, prefix }, Some(sdk)) => {
+            Box::new(S3DeadLetters::new(sdk, bucket, prefix))
+        }
+        (DeadLetterTarget::Local(directory), _) => {
+            if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+                tracing::warn!(
+                    directory = %directory.display(),
+                    "dead letters go to the sandbox's local disk and are lost with it; set DEAD_LETTER_URL=s3://bucket/prefix"
+                );
+            }
+            Box::new(LocalDeadLetters {
+                directory: directory.clone(),
+            })
+        }
+        (DeadLetterTarget::S3 { .. }, None) => {
+            unreachable!("the SDK config is loaded for S3 targets")
+        }
     }
 }

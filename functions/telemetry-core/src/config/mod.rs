@@ -130,13 +130,7 @@ impl MetricsConfig {
                 ))
             }
         };
-        let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
-        let dead_letters = match lookup("DEAD_LETTER_URL").filter(|u| !u.is_empty()) {
-            Some(url) => DeadLetterTarget::parse(&url)
-                .map_err(|why| invalid("DEAD_LETTER_URL", &url, why.to_string()))?,
-            None if in_lambda => DeadLetterTarget::Local(PathBuf::from(LAMBDA_DEAD_LETTER_DIR)),
-            None => DeadLetterTarget::Local(PathBuf::from(DEFAULT_DEAD_LETTER_DIR)),
-        };
+        let dead_letters = dead_letter_target(&lookup)?;
         let high_resolution = parse_bool(&lookup, "METRICS_HIGH_RESOLUTION")?;
         let max_attempts = parse_count(&lookup, "CLOUDWATCH_MAX_ATTEMPTS", 5, 20)?;
         Ok(MetricsConfig {
@@ -151,6 +145,88 @@ impl MetricsConfig {
             max_attempts,
         })
     }
+}
+
+/// Every environment variable `device-commands` reads.
+pub const COMMANDS_ENV_VARS: &[&str] = &[
+    "PIPELINE_CONFIG",
+    "METRICS_NAMESPACE",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "DEAD_LETTER_URL",
+    "PUBSUB_VERIFICATION_TOKEN",
+    "COMMAND_MEMORY_SHADOW",
+];
+
+/// Everything `device-commands` reads from its environment.
+#[derive(Debug, Clone)]
+pub struct CommandsConfig {
+    /// Where its own counts go: `<namespace>/Pipeline`.
+    pub namespace: String,
+    pub dead_letters: DeadLetterTarget,
+    /// The named shadow that keeps the last command each rule sent a
+    /// device (`COMMAND_MEMORY_SHADOW`, default `commands`).
+    pub memory_shadow: String,
+    pub settings: InvocationSettings,
+}
+
+impl CommandsConfig {
+    pub fn from_env() -> Result<Self, SettingError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let file = load_pipeline_file(&lookup)?;
+        let namespace = lookup("METRICS_NAMESPACE")
+            .filter(|n| !n.is_empty())
+            .or_else(|| file.namespace.clone())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        validate_namespace(&namespace).map_err(|why| SettingError::Invalid {
+            variable: "METRICS_NAMESPACE",
+            value: namespace.clone(),
+            why: why.to_string(),
+        })?;
+        let memory_shadow = lookup("COMMAND_MEMORY_SHADOW")
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "commands".to_owned());
+        // Named shadows: letters, digits, and - _ : (64 at most).
+        let valid = memory_shadow.len() <= 64
+            && memory_shadow
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'));
+        if !valid {
+            return Err(SettingError::Invalid {
+                variable: "COMMAND_MEMORY_SHADOW",
+                value: memory_shadow,
+                why: "a shadow name is at most 64 letters, digits, '-', '_' or ':'".into(),
+            });
+        }
+        let dead_letters = dead_letter_target(&lookup)?;
+        Ok(CommandsConfig {
+            namespace,
+            dead_letters,
+            memory_shadow,
+            settings: InvocationSettings {
+                verification_token: lookup("PUBSUB_VERIFICATION_TOKEN").filter(|t| !t.is_empty()),
+                ..file.into()
+            },
+        })
+    }
+}
+
+/// `DEAD_LETTER_URL`, or the local default (`/tmp` in Lambda).
+fn dead_letter_target(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<DeadLetterTarget, SettingError> {
+    let in_lambda = lookup("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    Ok(match lookup("DEAD_LETTER_URL").filter(|u| !u.is_empty()) {
+        Some(url) => DeadLetterTarget::parse(&url).map_err(|why| SettingError::Invalid {
+            variable: "DEAD_LETTER_URL",
+            value: url.clone(),
+            why: why.to_string(),
+        })?,
+        None if in_lambda => DeadLetterTarget::Local(PathBuf::from(LAMBDA_DEAD_LETTER_DIR)),
+        None => DeadLetterTarget::Local(PathBuf::from(DEFAULT_DEAD_LETTER_DIR)),
+    })
 }
 
 /// The pipeline config named by `PIPELINE_CONFIG`, or none.

@@ -8,9 +8,11 @@
 //!    dead-lettered, what failed transiently is retried;
 //! 5. answer in the trigger's form ([`answer`]).
 //!
-//! The steps: [`metrics`] (readings -> a metrics sink) and [`warehouse`]
-//! (rows -> a table writer).
+//! The steps: [`metrics`] (readings -> a metrics sink), [`warehouse`]
+//! (rows -> a table writer) and [`commands`] (readings -> commands back to
+//! devices).
 
+pub mod commands;
 #[cfg(test)]
 mod hostile;
 pub mod metrics;

@@ -205,9 +205,8 @@ impl DocumentMetrics {
     }
 }
 
-/// The pipeline's own health as one EMF document: readings accepted and
-/// rejected, messages dead-lettered and retried, per function. Written after
-/// every invocation at no API cost; the dashboard and alarms read it.
+/// The function's own counts of an invocation as one EMF document in
+/// `<namespace>/Pipeline`, dimension `function`.
 pub fn encode_pipeline_counts(
     namespace: &str,
     function: &str,
@@ -215,13 +214,24 @@ pub fn encode_pipeline_counts(
     timestamp_ms: i64,
     out: &mut Vec<u8>,
 ) {
-    let metrics: [(&str, usize); 5] = [
+    let metrics = [
         ("Messages", counts.messages),
         ("ReadingsAccepted", counts.readings_accepted),
         ("ReadingsRejected", counts.readings_rejected),
         ("MessagesDeadLettered", counts.dead_lettered),
         ("MessagesRetried", counts.retried),
     ];
+    encode_counts(namespace, function, &metrics, timestamp_ms, out);
+}
+
+/// Named counts as one EMF document (unit `Count`), dimension `function`.
+pub fn encode_counts(
+    namespace: &str,
+    function: &str,
+    metrics: &[(&str, usize)],
+    timestamp_ms: i64,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
     write_i64(out, timestamp_ms);
     out.extend_from_slice(b",\"CloudWatchMetrics\":[{\"Namespace\":");
@@ -231,17 +241,17 @@ pub fn encode_pipeline_counts(
         if position > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"Name\":\"");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\",\"Unit\":\"Count\"}");
+        out.extend_from_slice(b"{\"Name\":");
+        write_str(out, name);
+        out.extend_from_slice(b",\"Unit\":\"Count\"}");
     }
     out.extend_from_slice(b"]}]},\"function\":");
     write_str(out, function);
     for (name, value) in metrics {
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
-        write_i64(out, value as i64);
+        out.push(b',');
+        write_str(out, name);
+        out.push(b':');
+        write_i64(out, *value as i64);
     }
     out.extend_from_slice(b"}\n");
 }

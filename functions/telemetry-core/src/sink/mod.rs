@@ -3,6 +3,7 @@
 //! `telemetry-aws` (CloudWatch `PutMetricData`, S3).
 
 pub mod cloudwatch;
+pub mod commands;
 pub mod dead_letter;
 pub mod emf;
 
