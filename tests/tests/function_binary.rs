@@ -330,3 +330,61 @@ async fn an_undelivered_invocation_fails_with_an_error_type_that_names_it() {
     );
     drop(function);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_commands_binary_sends_reference_004_commands_through_moto() {
+    let moto = MotoServer::start();
+    let scope = "AWS4-HMAC-SHA256 Credential=testing/20261201/us-east-1/iot/aws4_request, SignedHeaders=host, Signature=0";
+    let (status, _) = e2e_tests::http_request_with_headers(
+        &moto.endpoint,
+        "POST",
+        "/things/nightlight-7f3a",
+        &[
+            ("Authorization", scope),
+            ("Content-Type", "application/json"),
+        ],
+        b"{}",
+    );
+    assert_eq!(status, 200);
+    e2e_tests::start_recording(&moto.endpoint);
+    let runtime = LocalRuntime::start();
+    let mut env = moto.env();
+    let dead_letters = std::env::temp_dir().join(format!("dc-dead-{}", std::process::id()));
+    env.extend([
+        (
+            "PIPELINE_CONFIG",
+            e2e_tests::repo_root()
+                .join("config/reference-pipelines.toml")
+                .display()
+                .to_string(),
+        ),
+        ("DEAD_LETTER_URL", dead_letters.display().to_string()),
+    ]);
+    let function = Function::start_binary("device-commands", &runtime, &env);
+    // The IoT rule's Lambda action: one reading, the topic from the rule.
+    for light in [250, 400] {
+        let event = json!({"light": light, "topic": "nightlight-7f3a/telemetry"});
+        let response = runtime
+            .invoke(event.to_string().as_bytes(), Duration::from_secs(30))
+            .expect("invocation succeeds");
+        assert_eq!(response["messages"], 1, "{response}");
+    }
+    // Reference 004's rule: always, led_on = light < 300.
+    let published: Vec<Value> = e2e_tests::recorded_requests(&moto.endpoint)
+        .into_iter()
+        .filter(|(action, _)| action.contains("/topics/nightlight-7f3a%2Fcommands"))
+        .map(|(_, body)| serde_json::from_slice(&body).unwrap())
+        .collect();
+    assert_eq!(
+        published,
+        [json!({"led_on": true}), json!({"led_on": false})]
+    );
+    // Its own counts, as EMF.
+    let output = function.output().join("\n");
+    assert!(
+        output.contains("\"CommandsSent\":1")
+            && output.contains("\"function\":\"device-commands\""),
+        "{output}"
+    );
+    let _ = std::fs::remove_dir_all(dead_letters);
+}
