@@ -64,7 +64,7 @@ postgres:
 build: setup
 	cargo build --workspace --bins
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO_LAMBDA) lambda build --arm64 \
-	  --bin telemetry-metrics --bin telemetry-warehouse
+	  --bin telemetry-metrics --bin telemetry-warehouse --bin device-commands
 
 # The main job on embedded defaults: every sample event through both
 # functions (metrics as EMF on stdout, rows as Parquet in ./warehouse), then

@@ -12,6 +12,11 @@ use e2e_tests::{http_request_with_headers, repo_root, MotoServer};
 use serde_json::Value;
 
 const ROLE: &str = "iotpipe-function";
+const FUNCTIONS: [&str; 3] = [
+    "device-commands",
+    "telemetry-metrics",
+    "telemetry-warehouse",
+];
 
 /// moto tells services apart by the credential scope of a request's
 /// signature (it does not check the signature itself).
@@ -103,7 +108,7 @@ fn configuration(moto: &MotoServer, function: &str) -> Value {
 fn cargo_lambda_deploys_each_function_with_its_crate_settings() {
     let moto = MotoServer::start();
     let role = create_role(&moto);
-    for function in ["telemetry-metrics", "telemetry-warehouse"] {
+    for function in FUNCTIONS {
         let metadata = lambda_metadata(function);
         let declared = &metadata["deploy"];
         deploy(&moto, function, &role);
@@ -159,9 +164,5 @@ fn cargo_lambda_deploys_each_function_with_its_crate_settings() {
         .filter_map(|function| function["FunctionName"].as_str())
         .collect();
     names.sort();
-    assert_eq!(
-        names,
-        ["telemetry-metrics", "telemetry-warehouse"],
-        "no function deployed twice"
-    );
+    assert_eq!(names, FUNCTIONS, "no function deployed twice");
 }

@@ -49,6 +49,7 @@ fn known_binaries() -> BTreeMap<&'static str, &'static [&'static str]> {
             "telemetry-warehouse",
             telemetry_warehouse::WAREHOUSE_ENV_VARS,
         ),
+        ("device-commands", telemetry_core::config::COMMANDS_ENV_VARS),
     ])
 }
 

@@ -20,6 +20,7 @@ pub const LAMBDA_WAREHOUSE_DIR: &str = "/tmp/warehouse";
 /// Every environment variable `telemetry-warehouse` reads.
 pub const WAREHOUSE_ENV_VARS: &[&str] = &[
     "PIPELINE_CONFIG",
+    "PIPELINE_CONFIG_TOML",
     "WAREHOUSE_URL",
     "PUBSUB_VERIFICATION_TOKEN",
     "FIREHOSE_MAX_ATTEMPTS",

@@ -17,6 +17,7 @@ pub const LAMBDA_DEAD_LETTER_DIR: &str = "/tmp/dead-letters";
 /// test checks the template sets no other).
 pub const METRICS_ENV_VARS: &[&str] = &[
     "PIPELINE_CONFIG",
+    "PIPELINE_CONFIG_TOML",
     "METRICS_NAMESPACE",
     "METRICS_SINK",
     "AWS_LAMBDA_FUNCTION_NAME",
@@ -150,6 +151,7 @@ impl MetricsConfig {
 /// Every environment variable `device-commands` reads.
 pub const COMMANDS_ENV_VARS: &[&str] = &[
     "PIPELINE_CONFIG",
+    "PIPELINE_CONFIG_TOML",
     "METRICS_NAMESPACE",
     "AWS_LAMBDA_FUNCTION_NAME",
     "DEAD_LETTER_URL",
@@ -229,13 +231,23 @@ fn dead_letter_target(
     })
 }
 
-/// The pipeline config named by `PIPELINE_CONFIG`, or none.
+/// The pipeline file: the one `PIPELINE_CONFIG` names, or its text in
+/// `PIPELINE_CONFIG_TOML` (for deployments that ship no file, such as the
+/// SAM template's), or none.
 pub fn load_pipeline_file(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<PipelineFile, SettingError> {
-    match lookup("PIPELINE_CONFIG").filter(|p| !p.is_empty()) {
-        Some(path) => Ok(PipelineFile::load(std::path::Path::new(&path))?),
-        None => Ok(PipelineFile::default()),
+    let path = lookup("PIPELINE_CONFIG").filter(|p| !p.is_empty());
+    let text = lookup("PIPELINE_CONFIG_TOML").filter(|t| !t.trim().is_empty());
+    match (path, text) {
+        (Some(path), Some(_)) => Err(SettingError::Invalid {
+            variable: "PIPELINE_CONFIG_TOML",
+            value: "(set)".into(),
+            why: format!("PIPELINE_CONFIG={path:?} is set too; give the pipeline file one way"),
+        }),
+        (Some(path), None) => Ok(PipelineFile::load(std::path::Path::new(&path))?),
+        (None, Some(text)) => Ok(PipelineFile::parse(&text)?),
+        (None, None) => Ok(PipelineFile::default()),
     }
 }
 
@@ -363,6 +375,50 @@ mod tests {
         let mut documented: Vec<String> = METRICS_ENV_VARS.iter().map(|v| v.to_string()).collect();
         documented.sort();
         assert_eq!(asked, documented);
+    }
+
+    #[test]
+    fn the_commands_function_reads_exactly_its_documented_variables() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let config = CommandsConfig::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        })
+        .unwrap();
+        assert_eq!(config.memory_shadow, "commands");
+        let mut asked = asked.into_inner();
+        asked.sort();
+        asked.dedup();
+        let mut documented: Vec<String> = COMMANDS_ENV_VARS.iter().map(|v| v.to_string()).collect();
+        documented.sort();
+        assert_eq!(asked, documented);
+        let lookup = |name: &str| (name == "COMMAND_MEMORY_SHADOW").then(|| "no spaces".to_owned());
+        let error = CommandsConfig::from_lookup(lookup).unwrap_err().to_string();
+        assert!(
+            error.contains("COMMAND_MEMORY_SHADOW") && error.contains("no spaces"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_pipeline_file_can_come_as_text() {
+        let text = "[[command]]\nname = \"n\"\nwhen = \"light < 300\"\ntopic = \"{device}/c\"\npayload = { on = true }\n";
+        let config = config(&[("PIPELINE_CONFIG_TOML", text)]).unwrap();
+        assert_eq!(config.settings.commands.len(), 1);
+        let error = config_of(&[
+            ("PIPELINE_CONFIG_TOML", text),
+            ("PIPELINE_CONFIG", "/x.toml"),
+        ]);
+        assert!(
+            error.contains("PIPELINE_CONFIG_TOML") && error.contains("/x.toml"),
+            "{error}"
+        );
+        let error = config_of(&[("PIPELINE_CONFIG_TOML", "[[command]]\nname = 3\n")]);
+        assert!(error.contains("pipeline config"), "{error}");
+    }
+
+    fn config_of(pairs: &[(&str, &str)]) -> String {
+        config(pairs).unwrap_err().to_string()
     }
 
     #[test]
