@@ -18,7 +18,7 @@ SAMPLE_NOW   := 2022-02-27T05:05:00Z
 SAMPLE_TOKEN := sample-token
 WATCH_PORT   ?= 9761
 
-.PHONY: help setup postgres build run query bench test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
+.PHONY: help setup postgres build run query bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
 
 help:
 	@echo "make run             replay events/ through telemetry-metrics and telemetry-warehouse, query the warehouse"
@@ -94,6 +94,11 @@ $(STAMP_BENCH): bench/requirements.txt
 # measurement; writes BENCHMARKS.md and bench/results.json.
 bench: setup $(STAMP_BENCH)
 	$(VENV)/bin/python bench/run.py
+
+# One part of the bench again (PART=commands or envelope_libraries), the
+# rest of BENCHMARKS.md as the last full run left it.
+bench-part: setup $(STAMP_BENCH)
+	$(VENV)/bin/python bench/run.py --only $(PART)
 
 SQL ?=
 query: setup

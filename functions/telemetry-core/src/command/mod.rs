@@ -59,8 +59,8 @@ impl CommandRule {
     }
 }
 
-/// The last command each (device, rule) was sent: what `on_change` compares
-/// with. The function fills it from where it keeps it (a named shadow) and
+/// The last command each (device, on_change rule) was sent: what
+/// `on_change` compares with. The function fills it from where it keeps it (a named shadow) and
 /// reads back what changed.
 pub type LastCommands = HashMap<(CompactString, String), Value>;
 
@@ -124,14 +124,17 @@ pub fn decide<'r, 't>(
             } else {
                 rule.otherwise.as_ref()
             };
-            let key = (device.clone(), rule.name.clone());
+            // Only on_change needs to know what was sent before.
             let suppressed = match command {
-                Some(command) => {
+                Some(command) if rule.send == SendPolicy::OnChange => {
+                    let key = (device.clone(), rule.name.clone());
                     let same = last.get(&key) == Some(command);
-                    last.insert(key, command.clone());
-                    rule.send == SendPolicy::OnChange && same
+                    if !same {
+                        last.insert(key, command.clone());
+                    }
+                    same
                 }
-                None => false,
+                _ => false,
             };
             decisions.push(Decision {
                 rule,

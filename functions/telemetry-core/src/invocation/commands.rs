@@ -173,7 +173,6 @@ impl Step for CommandsStep<'_> {
         // Devices whose memory changed, and what it must say.
         let mut changed: BTreeMap<CompactString, bool> = BTreeMap::new();
         for decision in &decisions {
-            let key = (decision.device.clone(), decision.rule.name.clone());
             tracing::info!(
                 device = %decision.device,
                 rule = %decision.rule.name,
@@ -201,13 +200,16 @@ impl Step for CommandsStep<'_> {
             match sent {
                 Ok(()) => {
                     self.tally.sent.fetch_add(1, Ordering::Relaxed);
-                    changed.insert(decision.device.clone(), true);
+                    if decision.rule.send == SendPolicy::OnChange {
+                        changed.insert(decision.device.clone(), true);
+                    }
                 }
                 Err(error) => {
                     tracing::error!(%error, "command not sent");
                     self.tally.failed.fetch_add(1, Ordering::Relaxed);
                     delivery.fail(&[decision.message], error.to_string(), error.kind);
                     // Not sent, so not remembered: the retry decides again.
+                    let key = (decision.device.clone(), decision.rule.name.clone());
                     match before.get(&key) {
                         Some(previous) => last.insert(key, previous.clone()),
                         None => last.remove(&key),
@@ -215,8 +217,7 @@ impl Step for CommandsStep<'_> {
                 }
             }
         }
-        let remembers = rules.iter().any(|rule| rule.send == SendPolicy::OnChange);
-        for device in changed.keys().filter(|_| remembers) {
+        for device in changed.keys() {
             let memory: HashMap<String, serde_json::Value> = last
                 .iter()
                 .filter(|((owner, _), _)| owner == device)
