@@ -14,12 +14,13 @@ use compact_str::CompactString;
 use crate::command::{decide, LastCommands, SendPolicy, Via};
 use crate::envelope::RawMessage;
 use crate::invocation::{Invocation, InvocationSettings, Rejection, Step};
-use crate::outcome::{Delivery, FailureKind};
+use crate::outcome::{Counts, Delivery, Response, RetryLater};
 use crate::payload::mapping::PayloadFormat;
 use crate::payload::records::for_each_record;
 use crate::reading::decode::decode_message;
 use crate::reading::Reading;
 use crate::sink::commands::CommandSink;
+use crate::sink::DeadLetterSink;
 
 /// Readings -> decisions -> commands.
 pub struct CommandsStep<'a> {
@@ -241,26 +242,10 @@ impl InvocationSettings {
         event: &[u8],
         request_id: &str,
         now_ms: i64,
-        dead_letters: &dyn crate::sink::DeadLetterSink,
-    ) -> Result<(crate::outcome::Response, crate::outcome::Counts), crate::outcome::RetryLater>
-    {
+        dead_letters: &dyn DeadLetterSink,
+    ) -> Result<(Response, Counts), RetryLater> {
         let invocation = Invocation { request_id, now_ms };
         self.run(step, event, invocation, dead_letters).await
-    }
-}
-
-/// The failure of a [`CommandSink`] call, for sinks that classify by hand.
-pub fn failure(
-    action: &str,
-    device: &str,
-    reason: String,
-    kind: FailureKind,
-) -> crate::sink::commands::CommandError {
-    crate::sink::commands::CommandError {
-        action: action.to_owned(),
-        device: device.to_owned(),
-        reason,
-        kind,
     }
 }
 
@@ -272,9 +257,20 @@ mod tests {
 
     use super::*;
     use crate::config::pipeline_file::PipelineFile;
+    use crate::outcome::FailureKind;
     use crate::sink::commands::CommandError;
     use crate::sink::dead_letter::DeadLetter;
-    use crate::sink::{DeadLetterError, DeadLetterSink};
+    use crate::sink::DeadLetterError;
+
+    /// A sink's failure.
+    fn failure(action: &str, device: &str, reason: String, kind: FailureKind) -> CommandError {
+        CommandError {
+            action: action.to_owned(),
+            device: device.to_owned(),
+            reason,
+            kind,
+        }
+    }
 
     /// Keeps what would be sent; fails publishes to `failing` devices.
     #[derive(Default)]
