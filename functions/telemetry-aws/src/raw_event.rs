@@ -65,6 +65,14 @@ pub fn to_runtime_answer(outcome: Result<Response, RetryLater>) -> Result<Value,
     }
 }
 
+/// The function's clock, in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 /// The counts of an invocation, whichever way it ended.
 pub fn counts_of(outcome: &Result<(Response, Counts), RetryLater>) -> &Counts {
     match outcome {

@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn handle(app: &MetricsApp, event: Bytes, context: Context) -> Result<Value, Diagnostic> {
-    let now_ms = now_ms();
+    let now_ms = telemetry_aws::raw_event::now_ms();
     let outcome = app
         .config
         .settings
@@ -37,11 +37,4 @@ async fn handle(app: &MetricsApp, event: Bytes, context: Context) -> Result<Valu
         .await;
     app.publish_counts(counts_of(&outcome), now_ms);
     to_runtime_answer(outcome.map(|(response, _)| response))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default()
 }

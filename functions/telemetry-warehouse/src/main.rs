@@ -31,10 +31,7 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn handle(app: &App, event: Bytes, context: Context) -> Result<Value, Diagnostic> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default();
+    let now_ms = telemetry_aws::raw_event::now_ms();
     let outcome = app
         .config
         .settings

@@ -273,28 +273,12 @@ impl TableWriter for MysqlTables {
         let mut slot = self.connection.lock().await;
         let mut refused = Vec::new();
         match self.write_rows(&mut slot, rows, &mut refused).await {
-            Ok(written) if !refused.is_empty() => {
-                let reasons: Vec<String> = refused
-                    .iter()
-                    .map(|(index, why)| format!("row {index}: {why}"))
-                    .collect();
-                Err(TableWriteError {
-                    reason: format!(
-                        "{} of {} rows refused ({written} written): {}",
-                        refused.len(),
-                        rows.rows.len(),
-                        reasons.join("; ")
-                    ),
-                    failed_rows: Some(Vec::new()),
-                    refused_rows: refused.into_iter().map(|(index, _)| index).collect(),
-                    ..TableWriteError::all(
-                        rows,
-                        self.display.clone(),
-                        String::new(),
-                        FailureKind::Permanent,
-                    )
-                })
-            }
+            Ok(written) if !refused.is_empty() => Err(TableWriteError::refused(
+                rows,
+                self.display.clone(),
+                refused,
+                written,
+            )),
             Ok(written) => Ok(format!(
                 "{} table {} ({} rows; {written} affected)",
                 self.display,

@@ -358,21 +358,12 @@ impl TableWriter for PostgresTables {
             }
         };
         if !refused.is_empty() {
-            let reasons: Vec<String> = refused
-                .iter()
-                .map(|(index, why)| format!("row {index}: {why}"))
-                .collect();
-            return Err(TableWriteError {
-                reason: format!(
-                    "{} of {} rows refused ({inserted} written): {}",
-                    refused.len(),
-                    rows.rows.len(),
-                    reasons.join("; ")
-                ),
-                failed_rows: Some(Vec::new()),
-                refused_rows: refused.into_iter().map(|(index, _)| index).collect(),
-                ..fail(String::new(), FailureKind::Permanent)
-            });
+            return Err(TableWriteError::refused(
+                rows,
+                self.display.clone(),
+                refused,
+                inserted,
+            ));
         }
         Ok(format!(
             "{} table {} ({inserted} new of {} rows)",

@@ -50,6 +50,34 @@ impl TableWriteError {
     }
 }
 
+impl TableWriteError {
+    /// Some rows refused for good, each with the backend's reason (`refused`:
+    /// row index, why), the others written: only the refused rows' messages
+    /// are dead-lettered.
+    pub fn refused(
+        rows: &TableRows,
+        destination: String,
+        refused: Vec<(usize, String)>,
+        written: u64,
+    ) -> Self {
+        let reasons: Vec<String> = refused
+            .iter()
+            .map(|(index, why)| format!("row {index}: {why}"))
+            .collect();
+        TableWriteError {
+            reason: format!(
+                "{} of {} rows refused ({written} written): {}",
+                refused.len(),
+                rows.rows.len(),
+                reasons.join("; ")
+            ),
+            failed_rows: Some(Vec::new()),
+            refused_rows: refused.into_iter().map(|(index, _)| index).collect(),
+            ..TableWriteError::all(rows, destination, String::new(), FailureKind::Permanent)
+        }
+    }
+}
+
 /// An object store could not take an object.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{reason}")]
