@@ -9,10 +9,11 @@ use bytes::Bytes;
 use lambda_runtime::{Context, Diagnostic, Error};
 use serde_json::Value;
 use telemetry_aws::iotdata::IotCommands;
-use telemetry_aws::raw_event::{counts_of, to_runtime_answer};
+use telemetry_aws::raw_event::{counts_of, deadline_ms, to_runtime_answer};
 use telemetry_aws::s3::dead_letter_sink;
 use telemetry_core::config::CommandsConfig;
 use telemetry_core::invocation::commands::{CommandTally, CommandsStep};
+use telemetry_core::invocation::Invocation;
 use telemetry_core::sink::emf::encode_counts;
 use telemetry_core::sink::DeadLetterSink;
 
@@ -47,16 +48,11 @@ async fn main() -> Result<(), Error> {
 
 async fn handle(app: &App, event: Bytes, context: Context) -> Result<Value, Diagnostic> {
     let now_ms = telemetry_aws::raw_event::now_ms();
+    let invocation = Invocation::new(&context.request_id, now_ms).until(deadline_ms(&context));
     let outcome = app
         .step
         .settings
-        .process_commands(
-            &app.step,
-            &event,
-            &context.request_id,
-            now_ms,
-            app.dead_letters.as_ref(),
-        )
+        .process_commands_in(&app.step, &event, invocation, app.dead_letters.as_ref())
         .await;
     let counts = counts_of(&outcome);
     let (sent, suppressed, failed) = app.step.tally.take();

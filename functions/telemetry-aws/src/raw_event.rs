@@ -73,6 +73,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// When Lambda stops the invocation (the context's deadline), in epoch ms.
+pub fn deadline_ms(context: &Context) -> Option<i64> {
+    i64::try_from(context.deadline)
+        .ok()
+        .filter(|deadline| *deadline > 0)
+}
+
 /// The counts of an invocation, whichever way it ended.
 pub fn counts_of(outcome: &Result<(Response, Counts), RetryLater>) -> &Counts {
     match outcome {

@@ -59,10 +59,7 @@ pub fn rest_of_handler(
     messages: Vec<RawMessage<'_>>,
 ) -> usize {
     const NOW_MS: i64 = 1_645_938_300_000;
-    let invocation = Invocation {
-        request_id: "library-envelope",
-        now_ms: NOW_MS,
-    };
+    let invocation = Invocation::new("library-envelope", NOW_MS);
     let mut readings = step.start(messages.len());
     for (index, message) in messages.iter().enumerate() {
         step.take(&mut readings, message, index as u32, NOW_MS)

@@ -6,8 +6,9 @@ use bytes::Bytes;
 use lambda_runtime::{Context, Diagnostic, Error};
 use serde_json::Value;
 use telemetry_aws::app::MetricsApp;
-use telemetry_aws::raw_event::{counts_of, to_runtime_answer};
+use telemetry_aws::raw_event::{counts_of, deadline_ms, to_runtime_answer};
 use telemetry_core::config::MetricsConfig;
+use telemetry_core::invocation::Invocation;
 
 // One thread: invocations arrive one at a time, and a single-threaded
 // runtime keeps memory and start-up small.
@@ -24,13 +25,13 @@ async fn main() -> Result<(), Error> {
 
 async fn handle(app: &MetricsApp, event: Bytes, context: Context) -> Result<Value, Diagnostic> {
     let now_ms = telemetry_aws::raw_event::now_ms();
+    let invocation = Invocation::new(&context.request_id, now_ms).until(deadline_ms(&context));
     let outcome = app
         .config
         .settings
-        .process_metrics(
+        .process_metrics_in(
             &event,
-            &context.request_id,
-            now_ms,
+            invocation,
             app.metrics.as_ref(),
             app.dead_letters.as_ref(),
         )

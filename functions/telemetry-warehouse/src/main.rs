@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use lambda_runtime::{Context, Diagnostic, Error};
 use serde_json::Value;
-use telemetry_aws::raw_event::to_runtime_answer;
+use telemetry_aws::raw_event::{deadline_ms, to_runtime_answer};
+use telemetry_core::invocation::Invocation;
 use telemetry_core::warehouse::TableWriter;
 use telemetry_warehouse::{build_writer, WarehouseConfig};
 
@@ -32,10 +33,11 @@ async fn main() -> Result<(), Error> {
 
 async fn handle(app: &App, event: Bytes, context: Context) -> Result<Value, Diagnostic> {
     let now_ms = telemetry_aws::raw_event::now_ms();
+    let invocation = Invocation::new(&context.request_id, now_ms).until(deadline_ms(&context));
     let outcome = app
         .config
         .settings
-        .process_warehouse(&event, &context.request_id, now_ms, app.writer.as_ref())
+        .process_warehouse_in(&event, invocation, app.writer.as_ref())
         .await;
     to_runtime_answer(outcome.map(|(response, _)| response))
 }

@@ -14,7 +14,7 @@ use compact_str::CompactString;
 use crate::command::{decide, LastCommands, SendPolicy, Via};
 use crate::envelope::RawMessage;
 use crate::invocation::{Invocation, InvocationSettings, Rejection, Step};
-use crate::outcome::{Counts, Delivery, Response, RetryLater};
+use crate::outcome::{Counts, Delivery, FailureKind, Response, RetryLater};
 use crate::payload::mapping::PayloadFormat;
 use crate::payload::records::for_each_record;
 use crate::reading::decode::decode_message;
@@ -122,7 +122,7 @@ impl Step for CommandsStep<'_> {
         work.readings.len()
     }
 
-    async fn deliver(&self, work: &CommandWork, _: Invocation<'_>) -> Delivery {
+    async fn deliver(&self, work: &CommandWork, invocation: Invocation<'_>) -> Delivery {
         let rules = &self.settings.commands;
         let mut delivery = Delivery::default();
         if rules.is_empty() || work.readings.is_empty() {
@@ -190,6 +190,17 @@ impl Step for CommandsStep<'_> {
             let Some(command) = decision.command else {
                 continue;
             };
+            let key = (decision.device.clone(), decision.rule.name.clone());
+            if !invocation.may_start_writes() {
+                // Not sent, so not remembered: the retry decides again.
+                let reason = "command not sent: the deadline was near".to_owned();
+                delivery.fail(&[decision.message], reason, FailureKind::Transient);
+                match before.get(&key) {
+                    Some(previous) => last.insert(key, previous.clone()),
+                    None => last.remove(&key),
+                };
+                continue;
+            }
             delivery.api_calls += 1;
             let sent = match decision.rule.via {
                 Via::Topic => {
@@ -210,7 +221,6 @@ impl Step for CommandsStep<'_> {
                     self.tally.failed.fetch_add(1, Ordering::Relaxed);
                     delivery.fail(&[decision.message], error.to_string(), error.kind);
                     // Not sent, so not remembered: the retry decides again.
-                    let key = (decision.device.clone(), decision.rule.name.clone());
                     match before.get(&key) {
                         Some(previous) => last.insert(key, previous.clone()),
                         None => last.remove(&key),
@@ -244,7 +254,20 @@ impl InvocationSettings {
         now_ms: i64,
         dead_letters: &dyn DeadLetterSink,
     ) -> Result<(Response, Counts), RetryLater> {
-        let invocation = Invocation { request_id, now_ms };
+        let invocation = Invocation::new(request_id, now_ms);
+        self.process_commands_in(step, event, invocation, dead_letters)
+            .await
+    }
+
+    /// [`InvocationSettings::process_commands`] within an invocation that
+    /// has a deadline.
+    pub async fn process_commands_in(
+        &self,
+        step: &CommandsStep<'_>,
+        event: &[u8],
+        invocation: Invocation<'_>,
+        dead_letters: &dyn DeadLetterSink,
+    ) -> Result<(Response, Counts), RetryLater> {
         self.run(step, event, invocation, dead_letters).await
     }
 }

@@ -85,11 +85,24 @@ impl InvocationSettings {
         metrics: &dyn MetricsSink,
         dead_letters: &dyn DeadLetterSink,
     ) -> Result<(Response, Counts), RetryLater> {
+        let invocation = Invocation::new(request_id, now_ms);
+        self.process_metrics_in(event, invocation, metrics, dead_letters)
+            .await
+    }
+
+    /// [`InvocationSettings::process_metrics`] within an invocation that
+    /// has a deadline.
+    pub async fn process_metrics_in(
+        &self,
+        event: &[u8],
+        invocation: Invocation<'_>,
+        metrics: &dyn MetricsSink,
+        dead_letters: &dyn DeadLetterSink,
+    ) -> Result<(Response, Counts), RetryLater> {
         let step = MetricsStep {
             settings: self,
             sink: metrics,
         };
-        let invocation = Invocation { request_id, now_ms };
         self.run(&step, event, invocation, dead_letters).await
     }
 }

@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use crate::command::CommandRule;
 use crate::envelope::{parse_event, EventKind, HttpRequestInfo, RawMessage};
-use crate::outcome::{Counts, Delivery, Response, RetryLater};
+use crate::outcome::{Counts, Delivery, FailureKind, Response, RetryLater};
 use crate::payload::mapping::Mappings;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::{DeadLetterError, DeadLetterSink};
@@ -48,12 +48,52 @@ pub struct InvocationSettings {
     pub commands: Vec<CommandRule>,
 }
 
+/// How long before its deadline an invocation stops starting writes: a
+/// write cut off by Lambda's timeout would leave the whole batch to be
+/// retried, and a half-written file or statement behind.
+pub const DEADLINE_MARGIN_MS: i64 = 2_000;
+
 /// The invocation in progress.
 #[derive(Debug, Clone, Copy)]
 pub struct Invocation<'a> {
     pub request_id: &'a str,
-    /// The function's clock, in epoch milliseconds.
+    /// The function's clock when the invocation began, in epoch ms.
     pub now_ms: i64,
+    /// When Lambda stops the invocation (the context's deadline), in epoch
+    /// ms; `None` when nothing will (tests, local replays).
+    pub deadline_ms: Option<i64>,
+}
+
+impl<'a> Invocation<'a> {
+    pub fn new(request_id: &'a str, now_ms: i64) -> Self {
+        Invocation {
+            request_id,
+            now_ms,
+            deadline_ms: None,
+        }
+    }
+
+    /// The same invocation, stopped by Lambda at `deadline_ms`.
+    pub fn until(self, deadline_ms: Option<i64>) -> Self {
+        Invocation {
+            deadline_ms,
+            ..self
+        }
+    }
+
+    /// Whether a write may still start: false within
+    /// [`DEADLINE_MARGIN_MS`] of the deadline. Work not started is reported
+    /// for a retry instead of being cut off half-done.
+    pub fn may_start_writes(&self) -> bool {
+        let Some(deadline) = self.deadline_ms else {
+            return true;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as i64)
+            .unwrap_or_default();
+        deadline - now > DEADLINE_MARGIN_MS
+    }
 }
 
 /// Why a step did not take a message: it is dead-lettered whole.
@@ -110,7 +150,9 @@ impl InvocationSettings {
         invocation: Invocation<'_>,
         dead_letters: &dyn DeadLetterSink,
     ) -> Result<(Response, Counts), RetryLater> {
-        let Invocation { request_id, now_ms } = invocation;
+        let Invocation {
+            request_id, now_ms, ..
+        } = invocation;
         let envelope = match parse_event(event) {
             Ok(envelope) => envelope,
             Err(error) => {
@@ -140,12 +182,25 @@ impl InvocationSettings {
             }
         }
         let accepted = step.accepted(&work);
-        let mut delivery = step.deliver(&work, invocation).await;
-        delivery.settle();
         let mut lettered = vec![false; messages.len()];
         for &index in &rejected.messages {
             lettered[index as usize] = true;
         }
+        let mut delivery = if invocation.may_start_writes() {
+            step.deliver(&work, invocation).await
+        } else {
+            // Too close to the deadline to start: everything taken is retried.
+            tracing::warn!("the deadline is near; the batch is left for a retry");
+            let taken: Vec<u32> = (0..messages.len() as u32)
+                .filter(|index| !lettered[*index as usize])
+                .collect();
+            Delivery::failed(
+                &taken,
+                "not delivered: the invocation's deadline was near".into(),
+                FailureKind::Transient,
+            )
+        };
+        delivery.settle();
         for (index, reason) in std::mem::take(&mut delivery.refused) {
             // A message already dead-lettered is kept whole there.
             if !lettered[index as usize] {
@@ -156,7 +211,13 @@ impl InvocationSettings {
         let mut failed = delivery.retry;
         let mut reason = delivery.error;
         let mut dead_lettered = rejected.letters.len();
-        if !rejected.letters.is_empty() {
+        if !rejected.letters.is_empty() && !invocation.may_start_writes() {
+            // No time left to write them: they come back and are
+            // dead-lettered then.
+            failed.extend(&rejected.messages);
+            reason = Some("dead letters not written: the deadline was near".into());
+            dead_lettered = 0;
+        } else if !rejected.letters.is_empty() {
             match dead_letters.write(&rejected.letters).await {
                 Ok(location) => {
                     for letter in &rejected.letters {

@@ -130,6 +130,15 @@ impl Step for WarehouseStep<'_> {
         let mut written = Vec::new();
         let all = std::iter::once(&work.readings).chain(&work.tables);
         for rows in all.filter(|rows| !rows.is_empty()) {
+            if !invocation.may_start_writes() {
+                // Not started, so nothing half-written: retried whole.
+                let reason = format!(
+                    "table {} not written: the deadline was near",
+                    rows.schema.table
+                );
+                delivery.fail(&rows.messages, reason, FailureKind::Transient);
+                continue;
+            }
             match self.writer.write(rows, &batch, invocation.now_ms).await {
                 Ok(location) => written.push(serde_json::json!({
                     "table": rows.schema.table, "rows": rows.rows.len(), "location": location,
@@ -167,6 +176,21 @@ impl InvocationSettings {
         now_ms: i64,
         writer: &dyn TableWriter,
     ) -> Result<(Response, Counts), RetryLater> {
+        let invocation = Invocation::new(request_id, now_ms);
+        self.process_warehouse_in(event, invocation, writer).await
+    }
+
+    /// [`InvocationSettings::process_warehouse`] within an invocation that
+    /// has a deadline.
+    pub async fn process_warehouse_in(
+        &self,
+        event: &[u8],
+        invocation: Invocation<'_>,
+        writer: &dyn TableWriter,
+    ) -> Result<(Response, Counts), RetryLater> {
+        let Invocation {
+            request_id, now_ms, ..
+        } = invocation;
         let step = WarehouseStep {
             settings: self,
             writer,
@@ -176,7 +200,6 @@ impl InvocationSettings {
             batch_id: batch_id(request_id, now_ms),
             now_ms,
         };
-        let invocation = Invocation { request_id, now_ms };
         self.run(&step, event, invocation, &dead_letters).await
     }
 }
@@ -389,6 +412,67 @@ mod tests {
         );
         // The table row of the good message is kept, the others' are not.
         assert_eq!(tables.table("sensordata").len(), 1);
+    }
+
+    fn clock_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    }
+
+    /// Takes its time over every table.
+    struct SlowTables(MemoryTables);
+
+    #[async_trait]
+    impl TableWriter for SlowTables {
+        async fn write(
+            &self,
+            rows: &TableRows,
+            batch_id: &str,
+            now_ms: i64,
+        ) -> Result<String, crate::warehouse::TableWriteError> {
+            // Blocking is fine here: the test runtime has nothing else to do.
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            self.0.write(rows, batch_id, now_ms).await
+        }
+    }
+
+    #[tokio::test]
+    async fn near_its_deadline_an_invocation_starts_no_write_and_reports_the_rest() {
+        let tables = SlowTables(MemoryTables::default());
+        // Time for the first table's write, not for the next one's.
+        let deadline = clock_ms() + crate::invocation::DEADLINE_MARGIN_MS + 300;
+        let invocation = Invocation::new("req", NOW_MS).until(Some(deadline));
+        let (response, counts) = settings()
+            .process_warehouse_in(&mixed_batch(), invocation, &tables)
+            .await
+            .unwrap();
+        // `readings` (temp and co2) was written; sensordata, co2_emissions
+        // and tweets were not started: their messages come back.
+        assert_eq!(tables.0.table("readings").len(), 2);
+        assert!(tables.0.table("sensordata").is_empty());
+        let mut retried = response.batch_item_failures().unwrap().to_vec();
+        retried.sort();
+        // The broken message's dead letter was not written either: retried.
+        assert_eq!(retried, ["broken", "co2", "temp", "tweet"]);
+        assert_eq!((counts.dead_lettered, counts.retried), (0, 4));
+    }
+
+    #[tokio::test]
+    async fn past_its_deadline_an_invocation_delivers_nothing_and_loses_nothing() {
+        let tables = MemoryTables::default();
+        let invocation = Invocation::new("req", NOW_MS).until(Some(clock_ms()));
+        let (response, _) = settings()
+            .process_warehouse_in(&mixed_batch(), invocation, &tables)
+            .await
+            .unwrap();
+        let mut retried = response.batch_item_failures().unwrap().to_vec();
+        retried.sort();
+        // Nothing is written, everything comes back, the broken one to be
+        // dead-lettered on its next delivery.
+        assert_eq!(retried, ["broken", "co2", "temp", "tweet"]);
+        assert!(tables.written.lock().unwrap().is_empty());
     }
 
     /// For any one message through any raw trigger: rows, a dead letter, or
