@@ -74,10 +74,14 @@ pub fn now_ms() -> i64 {
 }
 
 /// When Lambda stops the invocation (the context's deadline), in epoch ms.
+/// `None` for a value that is no such time: `cargo lambda watch` sends the
+/// timeout's length (600000) where Lambda sends a point in time.
 pub fn deadline_ms(context: &Context) -> Option<i64> {
+    /// 2000-01-01T00:00:00Z: any real deadline is later.
+    const EARLIEST_DEADLINE_MS: i64 = 946_684_800_000;
     i64::try_from(context.deadline)
         .ok()
-        .filter(|deadline| *deadline > 0)
+        .filter(|deadline| *deadline > EARLIEST_DEADLINE_MS)
 }
 
 /// The counts of an invocation, whichever way it ended.
@@ -168,6 +172,16 @@ impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for TakeBodyService
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_point_in_time_is_a_deadline() {
+        let mut context = Context::default();
+        context.deadline = 1_796_170_132_995;
+        assert_eq!(deadline_ms(&context), Some(1_796_170_132_995));
+        // What `cargo lambda watch` sends: the timeout, not a time.
+        context.deadline = 600_000;
+        assert_eq!(deadline_ms(&context), None);
+    }
 
     #[test]
     fn a_body_is_handed_over_once_and_only_to_its_invocation() {
