@@ -86,9 +86,9 @@ impl Step for WarehouseStep<'_> {
         // Times no clock could mean are refused before anything is kept.
         let plausible = &self.settings.plausible_times;
         for reading in &work.decoded {
-            let what = format!("the time of reading `{}`", reading.metric);
+            let what = || format!("the time of reading `{}`", reading.metric);
             plausible
-                .check(&what, reading.timestamp_ms, now_ms)
+                .check(what, reading.timestamp_ms, now_ms)
                 .map_err(Rejection::new)?;
         }
         for (table, rows) in &tables {
@@ -96,9 +96,9 @@ impl Step for WarehouseStep<'_> {
             for row in rows {
                 for (column, cell) in definition.columns.iter().zip(row) {
                     if let Cell::Timestamp(millis) = cell {
-                        let what = format!("column `{}.{}`", definition.name, column.name);
+                        let what = || format!("column `{}.{}`", definition.name, column.name);
                         plausible
-                            .check(&what, *millis, now_ms)
+                            .check(what, *millis, now_ms)
                             .map_err(Rejection::new)?;
                     }
                 }

@@ -120,10 +120,17 @@ impl Default for PlausibleTimes {
 
 impl PlausibleTimes {
     /// Why `millis` (`what` names it: a reading's time, a column) cannot be
-    /// stored, if it cannot.
-    pub fn check(&self, what: &str, millis: i64, now_ms: i64) -> Result<(), String> {
+    /// stored, if it cannot. `what` is only called on a failure: this runs
+    /// per reading and per cell, and a valid time costs no allocation.
+    pub fn check(
+        &self,
+        what: impl FnOnce() -> String,
+        millis: i64,
+        now_ms: i64,
+    ) -> Result<(), String> {
         let shown = crate::payload::timestamp::millis_to_rfc3339;
         if millis < self.earliest_ms {
+            let what = what();
             return Err(format!(
                 "{what} = {} is before {}, the earliest time the warehouse takes \
                  (a device clock that was never set? WAREHOUSE_EARLIEST moves the limit)",
@@ -132,6 +139,7 @@ impl PlausibleTimes {
             ));
         }
         if millis > now_ms.saturating_add(self.max_ahead_ms) {
+            let what = what();
             return Err(format!(
                 "{what} = {} is more than {} s ahead of the function's clock ({}; \
                  WAREHOUSE_MAX_AHEAD_SECONDS moves the limit)",
