@@ -9,6 +9,9 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_iotdataplane::primitives::Blob;
 use aws_sdk_iotdataplane::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::{json, Value};
 use telemetry_core::sink::commands::{CommandError, CommandSink};
 
@@ -27,6 +30,19 @@ impl IotCommands {
             client: Client::new(sdk),
             memory_shadow: memory_shadow.into(),
         }
+    }
+}
+
+/// A failed data-plane call, with the retry class its SDK error carries.
+fn failed<E>(action: String, device: &str, error: &SdkError<E, HttpResponse>) -> CommandError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    CommandError {
+        action,
+        device: device.to_owned(),
+        reason: error_chain(error),
+        kind: failure_kind(error),
     }
 }
 
@@ -56,12 +72,11 @@ impl CommandSink for IotCommands {
                 return Ok(HashMap::new())
             }
             Err(error) => {
-                return Err(CommandError {
-                    action: format!("GetThingShadow {}", self.memory_shadow),
-                    device: device.to_owned(),
-                    reason: error_chain(&error),
-                    kind: failure_kind(&error),
-                })
+                return Err(failed(
+                    format!("GetThingShadow {}", self.memory_shadow),
+                    device,
+                    &error,
+                ))
             }
         };
         let document: Value = output
@@ -95,12 +110,7 @@ impl CommandSink for IotCommands {
             .send()
             .await
             .map(|_| ())
-            .map_err(|error| CommandError {
-                action: format!("Publish to {topic}"),
-                device: device.to_owned(),
-                reason: error_chain(&error),
-                kind: failure_kind(&error),
-            })
+            .map_err(|error| failed(format!("Publish to {topic}"), device, &error))
     }
 
     async fn set_desired(&self, device: &str, desired: &Value) -> Result<(), CommandError> {
@@ -111,12 +121,7 @@ impl CommandSink for IotCommands {
             .send()
             .await
             .map(|_| ())
-            .map_err(|error| CommandError {
-                action: "UpdateThingShadow (desired)".into(),
-                device: device.to_owned(),
-                reason: error_chain(&error),
-                kind: failure_kind(&error),
-            })
+            .map_err(|error| failed("UpdateThingShadow (desired)".to_owned(), device, &error))
     }
 
     async fn remember(
@@ -132,11 +137,12 @@ impl CommandSink for IotCommands {
             .send()
             .await
             .map(|_| ())
-            .map_err(|error| CommandError {
-                action: format!("UpdateThingShadow {}", self.memory_shadow),
-                device: device.to_owned(),
-                reason: error_chain(&error),
-                kind: failure_kind(&error),
+            .map_err(|error| {
+                failed(
+                    format!("UpdateThingShadow {}", self.memory_shadow),
+                    device,
+                    &error,
+                )
             })
     }
 }
