@@ -64,6 +64,21 @@ pub(crate) struct Context<'a> {
     pub(crate) index: u32,
 }
 
+impl<'a> Context<'a> {
+    /// What the envelope told about `message`; rule metadata found in the
+    /// payload later replaces the topic and client id.
+    pub(crate) fn of(message: &'a RawMessage<'a>, now_ms: i64, index: u32) -> Self {
+        Context {
+            message,
+            topic: message.topic.as_deref().map(Cow::Borrowed),
+            client_id: None,
+            received_at_ms: message.received_at_ms,
+            now_ms,
+            index,
+        }
+    }
+}
+
 /// The payload as a flat object read where it sits, when it is an SQS body
 /// left escaped that holds one (see [`Payload::Escaped`]); otherwise `None`,
 /// and its bytes are read the ordinary way.
@@ -175,14 +190,7 @@ pub fn for_each_record(
     now_ms: i64,
     visit: &mut dyn FnMut(&PayloadRecord<'_, '_>) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
-    let context = Context {
-        message,
-        topic: message.topic.as_deref().map(Cow::Borrowed),
-        client_id: None,
-        received_at_ms: message.received_at_ms,
-        now_ms,
-        index: 0,
-    };
+    let context = Context::of(message, now_ms, 0);
     match object_in_place(&message.payload) {
         Some(fields) => records_of_object(&fields, format, &context, visit, true),
         None => records_of(&message.payload.bytes(), format, &context, visit, true),

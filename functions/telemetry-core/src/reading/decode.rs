@@ -3,8 +3,6 @@
 //! reference payloads: `{timestamp, device, temperature}`, `{name, unit,
 //! value}`, `date|value` text, and flat objects of numbers).
 
-use std::borrow::Cow;
-
 use compact_str::CompactString;
 
 use crate::envelope::RawMessage;
@@ -13,10 +11,9 @@ use crate::payload::mapping::{
     unknown_unit_message, FieldSource, Mapping, Mappings, MetricRule, NameSource, PayloadFormat,
     UnitSource,
 };
-pub use crate::payload::records::DecodeError;
 use crate::payload::records::{
     array_items, base64_wrapped, object_context, object_in_place, object_item, resolve, Context,
-    View, RULE_FIELDS,
+    DecodeError, View, RULE_FIELDS,
 };
 use crate::payload::timestamp::TimestampFormat;
 use crate::payload::topic::device_from_topic;
@@ -60,14 +57,7 @@ pub fn decode_message(
     out: &mut Vec<Reading>,
 ) -> Result<usize, DecodeError> {
     let start = out.len();
-    let context = Context {
-        message,
-        topic: message.topic.as_deref().map(Cow::Borrowed),
-        client_id: None,
-        received_at_ms: message.received_at_ms,
-        now_ms,
-        index,
-    };
+    let context = Context::of(message, now_ms, index);
     let in_place = if wants_text(mappings.select(context.topic.as_deref())) {
         None
     } else {
@@ -534,6 +524,7 @@ mod tests {
     use crate::envelope::parse_event;
     use crate::envelope::Payload;
     use crate::payload::records::for_each_record;
+    use std::borrow::Cow;
 
     /// Every record a table sees, as the values of a few field sources, or
     /// why it sees none.
