@@ -3,24 +3,22 @@
 //! topic or in their shadow. Configuration is read and the client built
 //! once per cold start; all logic lives in `telemetry-core`.
 
-use std::io::Write;
-
 use bytes::Bytes;
 use lambda_runtime::{Context, Diagnostic, Error};
 use serde_json::Value;
+use telemetry_aws::app::CountsPublisher;
 use telemetry_aws::iotdata::IotCommands;
 use telemetry_aws::raw_event::{counts_of, deadline_ms, to_runtime_answer};
 use telemetry_aws::s3::dead_letter_sink;
 use telemetry_core::config::CommandsConfig;
 use telemetry_core::invocation::commands::{CommandTally, CommandsStep};
 use telemetry_core::invocation::Invocation;
-use telemetry_core::sink::emf::encode_counts;
 use telemetry_core::sink::DeadLetterSink;
 
 struct App {
     step: CommandsStep<'static>,
     dead_letters: Box<dyn DeadLetterSink>,
-    counts_namespace: String,
+    counts: CountsPublisher,
 }
 
 // One thread: invocations arrive one at a time.
@@ -41,7 +39,7 @@ async fn main() -> Result<(), Error> {
             tally: CommandTally::default(),
         },
         dead_letters: dead_letter_sink(&config.dead_letters, Some(&sdk)),
-        counts_namespace: format!("{}/Pipeline", config.namespace),
+        counts: CountsPublisher::new(&config.namespace, "device-commands"),
     }));
     telemetry_aws::raw_event::run(move |event, context| handle(app, event, context)).await
 }
@@ -64,16 +62,6 @@ async fn handle(app: &App, event: Bytes, context: Context) -> Result<Value, Diag
         ("CommandsSuppressed", suppressed),
         ("CommandFailures", failed),
     ];
-    let mut line = Vec::with_capacity(512);
-    encode_counts(
-        &app.counts_namespace,
-        "device-commands",
-        &metrics,
-        now_ms,
-        &mut line,
-    );
-    if let Err(error) = std::io::stdout().lock().write_all(&line) {
-        tracing::warn!(%error, "cannot write the command counts");
-    }
+    app.counts.publish(&metrics, now_ms);
     to_runtime_answer(outcome.map(|(response, _)| response))
 }

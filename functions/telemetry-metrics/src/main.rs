@@ -36,6 +36,6 @@ async fn handle(app: &MetricsApp, event: Bytes, context: Context) -> Result<Valu
             app.dead_letters.as_ref(),
         )
         .await;
-    app.publish_counts(counts_of(&outcome), now_ms);
+    app.counts.publish_counts(counts_of(&outcome), now_ms);
     to_runtime_answer(outcome.map(|(response, _)| response))
 }
