@@ -4,7 +4,6 @@
 //! names; one with spaces or other characters is written in backticks
 //! (`` `cpu usage (pi)` > 90 ``).
 
-use std::collections::HashMap;
 use std::fmt;
 
 /// A parsed condition.
@@ -224,14 +223,15 @@ impl Condition {
         Ok(condition)
     }
 
-    /// The condition's value for a message's readings (metric -> value):
+    /// The condition's value for a message's readings (`value_of(metric)`):
     /// `None` when a metric it reads is missing, so the rule does not apply
     /// (three-valued: `false AND missing` is false, `true OR missing` true).
-    pub fn evaluate(&self, values: &HashMap<&str, f64>) -> Option<bool> {
+    pub fn evaluate(&self, value_of: &impl Fn(&str) -> Option<f64>) -> Option<bool> {
+        let values = value_of;
         match self {
             Condition::Compare { left, op, right } => {
                 let value = |operand: &Operand| match operand {
-                    Operand::Metric(name) => values.get(name.as_str()).copied(),
+                    Operand::Metric(name) => values(name),
                     Operand::Number(number) => Some(*number),
                 };
                 let (left, right) = (value(left)?, value(right)?);
@@ -274,13 +274,16 @@ impl fmt::Display for Comparison {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     /// A condition, the readings it sees, and what it should say.
     type Case<'a> = (&'a str, &'a [(&'a str, f64)], Option<bool>);
 
-    fn values(pairs: &[(&'static str, f64)]) -> HashMap<&'static str, f64> {
-        pairs.iter().copied().collect()
+    fn values(pairs: &[(&'static str, f64)]) -> impl Fn(&str) -> Option<f64> {
+        let map: HashMap<&str, f64> = pairs.iter().copied().collect();
+        move |name| map.get(name).copied()
     }
 
     #[test]

@@ -59,10 +59,11 @@ impl CommandRule {
     }
 }
 
-/// The last command each (device, on_change rule) was sent: what
-/// `on_change` compares with. The function fills it from where it keeps it (a named shadow) and
-/// reads back what changed.
-pub type LastCommands = HashMap<(CompactString, String), Value>;
+/// The last command each device was sent by each `on_change` rule
+/// (device -> rule -> command): what `on_change` compares with. The function
+/// fills it from where it keeps it (a named shadow, one per device) and
+/// records there what it sent ([`record_sent`]).
+pub type LastCommands = HashMap<CompactString, HashMap<String, Value>>;
 
 /// What a rule decided for one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,15 +89,18 @@ impl Decision<'_> {
 
 /// The rules' decisions for a batch's readings, in message order.
 /// `topic_of(message)` is the MQTT topic a message came on (for the rules'
-/// `from` filters). `last` is updated as commands are decided, so a batch
-/// holding several messages of one device suppresses repeats within it too.
+/// `from` filters). `last` is what each device was sent before the batch;
+/// what the batch itself decides counts too, so a batch holding several
+/// messages of one device suppresses repeats within it.
 pub fn decide<'r, 't>(
     rules: &'r [CommandRule],
     readings: &[Reading],
     topic_of: impl Fn(u32) -> Option<&'t str>,
-    last: &mut LastCommands,
+    last: &LastCommands,
 ) -> Vec<Decision<'r>> {
     let mut decisions = Vec::new();
+    // Commands decided earlier in this batch, by (device, rule), borrowed.
+    let mut decided: HashMap<(&str, &str), &'r Value> = HashMap::new();
     let mut start = 0;
     while start < readings.len() {
         // The readings of one message and device, as decoding keeps them.
@@ -106,17 +110,23 @@ pub fn decide<'r, 't>(
                 .iter()
                 .take_while(|r| r.message == message && r.device == *device)
                 .count();
-        let values: HashMap<&str, f64> = readings[start..end]
-            .iter()
-            .map(|reading| (reading.metric.as_str(), reading.value))
-            .collect();
+        let message_readings = &readings[start..end];
+        // A message holds a few readings: a scan beats building a map. The
+        // last reading of a metric wins, as it would in a map.
+        let value_of = |metric: &str| {
+            message_readings
+                .iter()
+                .rev()
+                .find(|reading| reading.metric == metric)
+                .map(|reading| reading.value)
+        };
         let topic = topic_of(message);
         for rule in rules {
             let applies = match &rule.from {
                 None => true,
                 Some(filter) => topic.is_some_and(|topic| filter.matches(topic)),
             };
-            let Some(condition) = applies.then(|| rule.when.evaluate(&values)).flatten() else {
+            let Some(condition) = applies.then(|| rule.when.evaluate(&value_of)).flatten() else {
                 continue;
             };
             let command = if condition {
@@ -127,10 +137,14 @@ pub fn decide<'r, 't>(
             // Only on_change needs to know what was sent before.
             let suppressed = match command {
                 Some(command) if rule.send == SendPolicy::OnChange => {
-                    let key = (device.clone(), rule.name.clone());
-                    let same = last.get(&key) == Some(command);
+                    let key = (device.as_str(), rule.name.as_str());
+                    let previous = decided.get(&key).copied().or_else(|| {
+                        last.get(device.as_str())
+                            .and_then(|sent| sent.get(&rule.name))
+                    });
+                    let same = previous == Some(command);
                     if !same {
-                        last.insert(key, command.clone());
+                        decided.insert(key, command);
                     }
                     same
                 }
@@ -148,6 +162,23 @@ pub fn decide<'r, 't>(
         start = end;
     }
     decisions
+}
+
+/// Records in `last` a command that went out, if its rule is `on_change`
+/// (only those are compared with later). Returns whether `last` changed.
+pub fn record_sent(last: &mut LastCommands, decision: &Decision<'_>) -> bool {
+    let Some(command) = decision.command.filter(|_| decision.sends()) else {
+        return false;
+    };
+    if decision.rule.send != SendPolicy::OnChange {
+        return false;
+    }
+    let sent = match last.get_mut(decision.device.as_str()) {
+        Some(sent) => sent,
+        None => last.entry(decision.device.clone()).or_default(),
+    };
+    sent.insert(decision.rule.name.clone(), command.clone());
+    true
 }
 
 #[cfg(test)]
@@ -198,7 +229,7 @@ mod tests {
             &rules,
             &readings(&SEQUENCE, &["n-1"]),
             topic,
-            &mut LastCommands::new(),
+            &LastCommands::new(),
         );
         assert_eq!(
             sent(&decisions),
@@ -214,7 +245,7 @@ mod tests {
             &rules,
             &readings(&SEQUENCE, &["n-1"]),
             topic,
-            &mut LastCommands::new(),
+            &LastCommands::new(),
         );
         let commands: Vec<Value> = sent(&decisions).into_iter().map(|(_, c)| c).collect();
         assert_eq!(
@@ -229,7 +260,7 @@ mod tests {
         let rules = [nightlight(SendPolicy::OnChange, true)];
         let two = readings(&[250.0, 250.0, 250.0, 500.0], &["a", "b"]);
         let mut last = LastCommands::new();
-        let first = decide(&rules, &two, topic, &mut last);
+        let first = decide(&rules, &two, topic, &last);
         assert_eq!(
             sent(&first),
             [
@@ -239,31 +270,34 @@ mod tests {
             ]
         );
         // The next invocation starts from what was sent.
-        let again = decide(&rules, &readings(&[100.0], &["a"]), topic, &mut last);
+        for decision in &first {
+            record_sent(&mut last, decision);
+        }
+        let again = decide(&rules, &readings(&[100.0], &["a"]), topic, &last);
         assert!(sent(&again).is_empty());
     }
 
     #[test]
     fn a_rule_applies_only_to_its_topics_and_messages_with_its_metrics() {
         let rules = [nightlight(SendPolicy::Always, false)];
-        let mut last = LastCommands::new();
+        let last = LastCommands::new();
         // Another topic: not this rule's message.
         let elsewhere = decide(
             &rules,
             &readings(&[100.0], &["n"]),
             |_| Some("n/status"),
-            &mut last,
+            &last,
         );
         assert!(elsewhere.is_empty());
         // No `light` in the message: no decision.
         let other = vec![Reading::sample("n", "temperature", 20.0, 0)];
-        assert!(decide(&rules, &other, |_| Some("n/telemetry"), &mut last).is_empty());
+        assert!(decide(&rules, &other, |_| Some("n/telemetry"), &last).is_empty());
         // False without `otherwise`: decided, nothing to send.
         let bright = decide(
             &rules,
             &readings(&[900.0], &["n"]),
             |_| Some("n/telemetry"),
-            &mut last,
+            &last,
         );
         assert_eq!(bright.len(), 1);
         assert!(!bright[0].condition && bright[0].command.is_none() && !bright[0].sends());

@@ -5,13 +5,13 @@
 //! device and rule in the sink (a named shadow), read once per device per
 //! invocation and written only when a command went out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use compact_str::CompactString;
 
-use crate::command::{decide, LastCommands, SendPolicy, Via};
+use crate::command::{decide, record_sent, LastCommands, SendPolicy, Via};
 use crate::envelope::RawMessage;
 use crate::invocation::{Invocation, InvocationSettings, Rejection, Step};
 use crate::outcome::{Counts, Delivery, FailureKind, Response, RetryLater};
@@ -138,10 +138,9 @@ impl Step for CommandsStep<'_> {
             for device in devices {
                 delivery.api_calls += 1;
                 match self.sink.last_commands(device).await {
-                    Ok(sent) => last.extend(
-                        sent.into_iter()
-                            .map(|(rule, command)| ((CompactString::from(device), rule), command)),
-                    ),
+                    Ok(sent) => {
+                        last.insert(CompactString::from(device), sent);
+                    }
                     Err(error) => {
                         tracing::error!(%error, "last commands not read; the device's messages will be retried");
                         let messages: Vec<u32> = work
@@ -168,11 +167,11 @@ impl Step for CommandsStep<'_> {
                 .collect();
             &readings[..]
         };
-        let before = last.clone();
         let topic_of = |message: u32| work.topics.get(message as usize)?.as_deref();
-        let decisions = decide(rules, decided_on, topic_of, &mut last);
-        // Devices whose memory changed, and what it must say.
-        let mut changed: BTreeMap<CompactString, bool> = BTreeMap::new();
+        let decisions = decide(rules, decided_on, topic_of, &last);
+        // Devices whose memory changed: only commands that went out count,
+        // so a failed send is decided again on the retry.
+        let mut changed: BTreeSet<&str> = BTreeSet::new();
         for decision in &decisions {
             tracing::info!(
                 device = %decision.device,
@@ -190,15 +189,9 @@ impl Step for CommandsStep<'_> {
             let Some(command) = decision.command else {
                 continue;
             };
-            let key = (decision.device.clone(), decision.rule.name.clone());
             if !invocation.may_start_writes() {
-                // Not sent, so not remembered: the retry decides again.
                 let reason = "command not sent: the deadline was near".to_owned();
                 delivery.fail(&[decision.message], reason, FailureKind::Transient);
-                match before.get(&key) {
-                    Some(previous) => last.insert(key, previous.clone()),
-                    None => last.remove(&key),
-                };
                 continue;
             }
             delivery.api_calls += 1;
@@ -212,30 +205,23 @@ impl Step for CommandsStep<'_> {
             match sent {
                 Ok(()) => {
                     self.tally.sent.fetch_add(1, Ordering::Relaxed);
-                    if decision.rule.send == SendPolicy::OnChange {
-                        changed.insert(decision.device.clone(), true);
+                    if record_sent(&mut last, decision) {
+                        changed.insert(decision.device.as_str());
                     }
                 }
                 Err(error) => {
                     tracing::error!(%error, "command not sent");
                     self.tally.failed.fetch_add(1, Ordering::Relaxed);
                     delivery.fail(&[decision.message], error.to_string(), error.kind);
-                    // Not sent, so not remembered: the retry decides again.
-                    match before.get(&key) {
-                        Some(previous) => last.insert(key, previous.clone()),
-                        None => last.remove(&key),
-                    };
                 }
             }
         }
-        for device in changed.keys() {
-            let memory: HashMap<String, serde_json::Value> = last
-                .iter()
-                .filter(|((owner, _), _)| owner == device)
-                .map(|((_, rule), command)| (rule.clone(), command.clone()))
-                .collect();
+        for device in changed {
+            let Some(memory) = last.get(device) else {
+                continue;
+            };
             delivery.api_calls += 1;
-            if let Err(error) = self.sink.remember(device, &memory).await {
+            if let Err(error) = self.sink.remember(device, memory).await {
                 // The commands went out: at worst the next one is sent again.
                 tracing::warn!(%error, "last commands not kept; a command may be sent twice");
             }
@@ -274,6 +260,7 @@ impl InvocationSettings {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::Mutex;
 
     use serde_json::{json, Value};
