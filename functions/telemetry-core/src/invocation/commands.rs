@@ -289,6 +289,8 @@ mod tests {
         desired: Mutex<Vec<(String, Value)>>,
         memory: Mutex<HashMap<String, HashMap<String, Value>>>,
         failing: Option<(&'static str, FailureKind)>,
+        /// Fails publishes of this command, whatever the device.
+        failing_command: Option<Value>,
     }
 
     #[async_trait]
@@ -313,6 +315,10 @@ mod tests {
         ) -> Result<(), CommandError> {
             if let Some((failing, kind)) = self.failing.filter(|(d, _)| *d == device) {
                 return Err(failure("Publish", failing, "refused".into(), kind));
+            }
+            if self.failing_command.as_ref() == Some(payload) {
+                let kind = FailureKind::Transient;
+                return Err(failure("Publish", device, "refused".into(), kind));
             }
             self.published
                 .lock()
@@ -476,5 +482,28 @@ mod tests {
             json!({"batchItemFailures": [{"itemIdentifier": "n-3-0"}]})
         );
         assert!(sink.memory.lock().unwrap().get("n-3").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_later_failed_command_leaves_the_earlier_sent_one_remembered() {
+        let sink = Recorded {
+            failing_command: Some(json!({"led_on": false})),
+            ..Recorded::default()
+        };
+        let answer = run(
+            &settings("on_change", "topic"),
+            &sink,
+            &lights("n-4", &[250, 400]),
+        )
+        .await;
+        assert_eq!(
+            answer,
+            json!({"batchItemFailures": [{"itemIdentifier": "n-4-1"}]})
+        );
+        // The device got `true`; the retry of `false` is compared with it.
+        assert_eq!(
+            sink.memory.lock().unwrap()["n-4"],
+            HashMap::from([("nightlight".to_owned(), json!({"led_on": true}))])
+        );
     }
 }
