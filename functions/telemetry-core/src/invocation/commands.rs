@@ -15,9 +15,8 @@ use crate::command::{decide, record_sent, LastCommands, SendPolicy, Via};
 use crate::envelope::RawMessage;
 use crate::invocation::{Invocation, InvocationSettings, Rejection, Step};
 use crate::outcome::{Counts, Delivery, FailureKind, Response, RetryLater};
-use crate::payload::mapping::PayloadFormat;
-use crate::payload::records::for_each_record;
-use crate::reading::decode::decode_message;
+use crate::payload::records::DecodeError;
+use crate::reading::decode::{decode_message, decode_message_with_topic};
 use crate::reading::Reading;
 use crate::sink::commands::CommandSink;
 use crate::sink::DeadLetterSink;
@@ -65,23 +64,6 @@ impl CommandsStep<'_> {
     }
 }
 
-/// The topic a message came on: the envelope's, or the one a topic rule
-/// put in the payload (`topic() AS topic`).
-fn message_topic(message: &RawMessage<'_>, now_ms: i64) -> Option<String> {
-    if let Some(topic) = &message.topic {
-        return Some(topic.to_string());
-    }
-    let mut topic = None;
-    // A payload that cannot be read has no topic; decoding says why.
-    let _ = for_each_record(message, PayloadFormat::Auto, now_ms, &mut |record| {
-        if topic.is_none() {
-            topic = record.topic().map(str::to_owned);
-        }
-        Ok(())
-    });
-    topic
-}
-
 #[async_trait]
 impl Step for CommandsStep<'_> {
     type Work = CommandWork;
@@ -100,21 +82,20 @@ impl Step for CommandsStep<'_> {
         index: u32,
         now_ms: i64,
     ) -> Result<(), Rejection> {
-        decode_message(
-            &self.settings.mappings,
-            message,
-            index,
-            now_ms,
-            &mut work.readings,
-        )
-        .map_err(|error| Rejection::new(error.to_string()))?;
-        if self.reads_topics() {
-            let index = index as usize;
-            if work.topics.len() <= index {
-                work.topics.resize(index + 1, None);
-            }
-            work.topics[index] = message_topic(message, now_ms);
+        let mappings = &self.settings.mappings;
+        let readings = &mut work.readings;
+        let rejected = |error: DecodeError| Rejection::new(error.to_string());
+        if !self.reads_topics() {
+            decode_message(mappings, message, index, now_ms, readings).map_err(rejected)?;
+            return Ok(());
         }
+        let (_, topic) = decode_message_with_topic(mappings, message, index, now_ms, readings)
+            .map_err(rejected)?;
+        let index = index as usize;
+        if work.topics.len() <= index {
+            work.topics.resize(index + 1, None);
+        }
+        work.topics[index] = topic;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! from. Readings (`reading::decode`) and warehouse rows are read from them.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use base64::Engine;
 use serde_json::value::RawValue;
@@ -62,6 +63,10 @@ pub(crate) struct Context<'a> {
     pub(crate) received_at_ms: Option<i64>,
     pub(crate) now_ms: i64,
     pub(crate) index: u32,
+    /// Where the decoder notes the topic its first record came on, for a
+    /// caller that needs it (the commands' `from` filters) without reading
+    /// the payload a second time.
+    pub(crate) topic_seen: Option<&'a RefCell<Option<String>>>,
 }
 
 impl<'a> Context<'a> {
@@ -75,6 +80,17 @@ impl<'a> Context<'a> {
             received_at_ms: message.received_at_ms,
             now_ms,
             index,
+            topic_seen: None,
+        }
+    }
+
+    /// Notes the topic, unless an earlier record of the message did.
+    pub(crate) fn note_topic(&self) {
+        if let Some(seen) = self.topic_seen {
+            let mut seen = seen.borrow_mut();
+            if seen.is_none() {
+                *seen = self.topic.as_deref().map(str::to_owned);
+            }
         }
     }
 }
@@ -128,6 +144,7 @@ pub(crate) fn object_context<'a>(fields: &'a ObjectFields<'a>, outer: &Context<'
             .or(outer.received_at_ms),
         now_ms: outer.now_ms,
         index: outer.index,
+        topic_seen: outer.topic_seen,
     }
 }
 

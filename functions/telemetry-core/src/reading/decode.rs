@@ -3,6 +3,8 @@
 //! reference payloads: `{timestamp, device, temperature}`, `{name, unit,
 //! value}`, `date|value` text, and flat objects of numbers).
 
+use std::cell::RefCell;
+
 use compact_str::CompactString;
 
 use crate::envelope::RawMessage;
@@ -56,8 +58,39 @@ pub fn decode_message(
     now_ms: i64,
     out: &mut Vec<Reading>,
 ) -> Result<usize, DecodeError> {
+    decode_message_in(mappings, Context::of(message, now_ms, index), out)
+}
+
+/// [`decode_message`], and the topic the message came on: the envelope's,
+/// or the one a topic rule put in the payload (`topic() AS topic`).
+pub fn decode_message_with_topic(
+    mappings: &Mappings,
+    message: &RawMessage<'_>,
+    index: u32,
+    now_ms: i64,
+    out: &mut Vec<Reading>,
+) -> Result<(usize, Option<String>), DecodeError> {
+    // The envelope's topic wins over a `topic` field in the payload.
+    let from_payload = RefCell::new(None);
+    let context = Context {
+        topic_seen: message.topic.is_none().then_some(&from_payload),
+        ..Context::of(message, now_ms, index)
+    };
+    let added = decode_message_in(mappings, context, out)?;
+    let topic = match &message.topic {
+        Some(topic) => Some(topic.to_string()),
+        None => from_payload.into_inner(),
+    };
+    Ok((added, topic))
+}
+
+fn decode_message_in(
+    mappings: &Mappings,
+    context: Context<'_>,
+    out: &mut Vec<Reading>,
+) -> Result<usize, DecodeError> {
+    let message = context.message;
     let start = out.len();
-    let context = Context::of(message, now_ms, index);
     let in_place = if wants_text(mappings.select(context.topic.as_deref())) {
         None
     } else {
@@ -208,6 +241,7 @@ fn decode_fields(
     context: &Context<'_>,
     out: &mut Vec<Reading>,
 ) -> Result<(), DecodeError> {
+    context.note_topic();
     // Keys that are metadata, not metrics, when every numeric field is taken.
     let mut consumed = Consumed::default();
 
@@ -543,6 +577,54 @@ mod tests {
         })
         .map_err(|error| error.to_string())?;
         Ok(seen)
+    }
+
+    /// The topic comes with the readings: from the payload a topic rule
+    /// wrote (plain or base64 `data`), or the envelope's, which wins.
+    #[test]
+    fn decoding_reports_the_topic_a_message_came_on() {
+        let sqs = |body: &str| {
+            format!(
+                r#"{{"Records":[{{"messageId":"m","body":{},"eventSource":"aws:sqs"}}]}}"#,
+                serde_json::to_string(body).unwrap()
+            )
+        };
+        let cases = [
+            (
+                sqs(r#"{"light": 250, "topic": "n-1/telemetry"}"#),
+                Some("n-1/telemetry"),
+            ),
+            (
+                sqs(r#"{"data": "MjAyMC03LTEzIDIyOjQzOjIzfDQwMg==", "topic": "co2/pi"}"#),
+                Some("co2/pi"),
+            ),
+            (sqs(r#"{"light": 250}"#), None),
+            (
+                // Pub/Sub push: base64 of {"light": 1, "topic": "other/b"}.
+                r#"{"message": {"data": "eyJsaWdodCI6IDEsICJ0b3BpYyI6ICJvdGhlci9iIn0=",
+                    "attributes": {"subFolder": "pi/telemetry"}, "messageId": "1"},
+                    "subscription": "projects/p/subscriptions/s"}"#
+                    .to_owned(),
+                Some("pi/telemetry"),
+            ),
+        ];
+        for (event, expected) in cases {
+            let envelope = parse_event(event.as_bytes()).unwrap();
+            let mut readings = Vec::new();
+            let (added, topic) = decode_message_with_topic(
+                &Mappings::default(),
+                &envelope.messages[0],
+                0,
+                0,
+                &mut readings,
+            )
+            .unwrap();
+            assert_eq!(
+                (added, topic.as_deref()),
+                (readings.len(), expected),
+                "{event}"
+            );
+        }
     }
 
     /// A table reads an SQS body left escaped in place, and sees what it
