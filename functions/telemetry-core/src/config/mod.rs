@@ -110,12 +110,7 @@ impl MetricsConfig {
             why,
         };
         let file = load_pipeline_file(&lookup)?;
-        let namespace = lookup("METRICS_NAMESPACE")
-            .filter(|n| !n.is_empty())
-            .or_else(|| file.namespace.clone())
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
-        validate_namespace(&namespace)
-            .map_err(|why| invalid("METRICS_NAMESPACE", &namespace, why.to_string()))?;
+        let namespace = metrics_namespace(&lookup, &file)?;
         let sink = match lookup("METRICS_SINK")
             .unwrap_or_default()
             .to_ascii_lowercase()
@@ -178,15 +173,7 @@ impl CommandsConfig {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
         let file = load_pipeline_file(&lookup)?;
-        let namespace = lookup("METRICS_NAMESPACE")
-            .filter(|n| !n.is_empty())
-            .or_else(|| file.namespace.clone())
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
-        validate_namespace(&namespace).map_err(|why| SettingError::Invalid {
-            variable: "METRICS_NAMESPACE",
-            value: namespace.clone(),
-            why: why.to_string(),
-        })?;
+        let namespace = metrics_namespace(&lookup, &file)?;
         let memory_shadow = lookup("COMMAND_MEMORY_SHADOW")
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "commands".to_owned());
@@ -229,6 +216,27 @@ fn dead_letter_target(
         None if in_lambda => DeadLetterTarget::Local(PathBuf::from(LAMBDA_DEAD_LETTER_DIR)),
         None => DeadLetterTarget::Local(PathBuf::from(DEFAULT_DEAD_LETTER_DIR)),
     })
+}
+
+/// The CloudWatch namespace: `METRICS_NAMESPACE`, else the pipeline
+/// file's, else the default; checked here, so a bad one stops the cold
+/// start instead of every `PutMetricData`.
+fn metrics_namespace(
+    lookup: &impl Fn(&str) -> Option<String>,
+    file: &PipelineFile,
+) -> Result<String, SettingError> {
+    let namespace = lookup("METRICS_NAMESPACE")
+        .filter(|n| !n.is_empty())
+        .or_else(|| file.namespace.clone())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+    match validate_namespace(&namespace) {
+        Ok(()) => Ok(namespace),
+        Err(why) => Err(SettingError::Invalid {
+            variable: "METRICS_NAMESPACE",
+            why: why.to_string(),
+            value: namespace,
+        }),
+    }
 }
 
 /// The pipeline file: the one `PIPELINE_CONFIG` names, or its text in
