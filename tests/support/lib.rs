@@ -15,6 +15,7 @@
 //! - `capture`: [`CapturedDeadLetters`], and [`parse_emf`] reading EMF back
 //!   as [`EmittedMetric`]s.
 //! - [`runtime`]: a local Lambda Runtime API to run a function binary.
+//! - `events`: [`sqs_event`], an SQS batch written inline.
 //! - `samples`: [`Sample`], a file of events/ with its expectation in
 //!   events/expected/, for tests that need a sample's ids or counts.
 //!
@@ -23,6 +24,7 @@
 mod capture;
 mod certificates;
 mod duckdb;
+mod events;
 mod http;
 mod mariadb;
 mod moto;
@@ -37,6 +39,7 @@ use std::path::PathBuf;
 pub use capture::{parse_emf, CapturedDeadLetters, EmittedMetric};
 pub use certificates::TestCertificates;
 pub use duckdb::duckdb_query;
+pub use events::sqs_event;
 pub use http::{http_request, http_request_with_headers};
 pub use mariadb::{MariadbServer, MARIADB_PASSWORD};
 pub use moto::{recorded_actions, recorded_requests, sdk_config, start_recording, MotoServer};

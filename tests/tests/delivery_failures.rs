@@ -1,8 +1,8 @@
 //! Nothing lost: what the function answers when a sink fails.
 
 use async_trait::async_trait;
-use e2e_tests::{repo_root, CapturedDeadLetters, Sample};
-use serde_json::{json, Value};
+use e2e_tests::{repo_root, sqs_event, CapturedDeadLetters, Sample};
+use serde_json::json;
 use telemetry_core::invocation::InvocationSettings;
 use telemetry_core::outcome::{Delivery, FailureKind};
 use telemetry_core::reading::Reading;
@@ -54,19 +54,11 @@ impl MetricsSink for RefusingFor {
     }
 }
 
-fn sqs(bodies: &[(&str, &str)]) -> Vec<u8> {
-    let records: Vec<Value> = bodies
-        .iter()
-        .map(|(id, body)| json!({"messageId": id, "body": body, "eventSource": "aws:sqs"}))
-        .collect();
-    serde_json::to_vec(&json!({"Records": records})).unwrap()
-}
-
 const NOW_MS: i64 = 1_645_938_300_000;
 
 #[tokio::test]
 async fn one_bad_record_and_one_sink_failure_report_only_the_failed_record() {
-    let event = sqs(&[
+    let event = sqs_event(&[
         (
             "good",
             r#"{"timestamp": 1645938060, "device": "ok-sensor", "temperature": 17.9}"#,
@@ -110,7 +102,7 @@ async fn one_bad_record_and_one_sink_failure_report_only_the_failed_record() {
 
 #[tokio::test]
 async fn dead_letters_that_cannot_be_written_are_retried_instead() {
-    let event = sqs(&[
+    let event = sqs_event(&[
         ("bad", "not a reading"),
         ("good", r#"{"device": "d", "t": 1}"#),
     ]);
@@ -206,7 +198,7 @@ async fn kinesis_reports_sequence_numbers() {
 
 #[tokio::test]
 async fn a_permanent_sink_failure_is_dead_lettered_not_retried() {
-    let event = sqs(&[
+    let event = sqs_event(&[
         (
             "good",
             r#"{"timestamp": 1645938060, "device": "ok-sensor", "temperature": 17.9}"#,

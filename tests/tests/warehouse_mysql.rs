@@ -3,7 +3,7 @@
 //! `co2_emissions`, idempotent redelivery, hostile values as data, a
 //! table of another shape, and a TLS-only server.
 
-use e2e_tests::{repo_root, MariadbServer, Sample, TestCertificates, MARIADB_PASSWORD};
+use e2e_tests::{repo_root, sqs_event, MariadbServer, Sample, TestCertificates, MARIADB_PASSWORD};
 use serde_json::json;
 use telemetry_core::config::pipeline_file::PipelineFile;
 use telemetry_core::invocation::InvocationSettings;
@@ -15,14 +15,6 @@ fn reference_pipelines() -> InvocationSettings {
     PipelineFile::load(&repo_root().join("config/reference-pipelines.toml"))
         .unwrap()
         .into()
-}
-
-fn sqs(records: &[(&str, &str)]) -> Vec<u8> {
-    let records: Vec<_> = records
-        .iter()
-        .map(|(id, body)| json!({"messageId": id, "eventSource": "aws:sqs", "body": body}))
-        .collect();
-    serde_json::to_vec(&json!({ "Records": records })).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,7 +69,7 @@ async fn hostile_values_are_stored_as_data_and_a_table_of_another_shape_fails_on
     // A `sensordata` someone made with a text temperature and no message key.
     server.sql("CREATE TABLE sensordata (`timestamp` DATETIME, device VARCHAR(64), temperature VARCHAR(8))");
     let writer = MysqlTables::from_url(&server.url).unwrap();
-    let event = sqs(&[
+    let event = sqs_event(&[
         (
             "injection",
             r#"{"device": "x'); DROP TABLE readings; --", "cpu": 1}"#,
@@ -218,7 +210,7 @@ async fn a_row_the_server_refuses_never_holds_back_its_batch() {
     };
     let first = body("d-0", 1.0);
     reference_pipelines()
-        .process_warehouse(&sqs(&[("first", &first)]), "first", NOW_MS, &writer)
+        .process_warehouse(&sqs_event(&[("first", &first)]), "first", NOW_MS, &writer)
         .await
         .unwrap();
     // A rule of the user's own that one row breaks.
@@ -227,12 +219,8 @@ async fn a_row_the_server_refuses_never_holds_back_its_batch() {
         .map(|n| (format!("good-{n}"), body(&format!("d-{n}"), f64::from(n))))
         .chain([("too-big".to_owned(), body("d-x", 5000.0))])
         .collect();
-    let records: Vec<(&str, &str)> = bodies
-        .iter()
-        .map(|(id, b)| (id.as_str(), b.as_str()))
-        .collect();
     let (response, counts) = reference_pipelines()
-        .process_warehouse(&sqs(&records), "second", NOW_MS, &writer)
+        .process_warehouse(&sqs_event(&bodies), "second", NOW_MS, &writer)
         .await
         .unwrap();
     assert_eq!(response.to_json(), json!({"batchItemFailures": []}));

@@ -3,7 +3,7 @@
 //! data, and per-record retries when one table cannot be written.
 
 use base64::Engine;
-use e2e_tests::{repo_root, PostgresServer, Sample};
+use e2e_tests::{repo_root, sqs_event, PostgresServer, Sample};
 use serde_json::json;
 use telemetry_core::config::pipeline_file::PipelineFile;
 use telemetry_core::invocation::InvocationSettings;
@@ -161,16 +161,9 @@ async fn a_row_the_database_refuses_never_holds_back_its_batch() {
     let body = |device: &str, value: f64| {
         json!({"timestamp": 1645938060, "device": device, "cpu": value}).to_string()
     };
-    let batch = |records: Vec<(String, String)>| {
-        let records: Vec<_> = records
-            .into_iter()
-            .map(|(id, body)| json!({"messageId": id, "eventSource": "aws:sqs", "body": body}))
-            .collect();
-        json!({ "Records": records }).to_string()
-    };
-    let first = batch(vec![("first".into(), body("d-0", 1.0))]);
+    let first = sqs_event(&[("first", body("d-0", 1.0))]);
     warehouse()
-        .process_warehouse(first.as_bytes(), "first", NOW_MS, &writer)
+        .process_warehouse(&first, "first", NOW_MS, &writer)
         .await
         .unwrap();
     // A rule of the user's own that some rows break (SQLSTATE 23514).
@@ -181,7 +174,7 @@ async fn a_row_the_database_refuses_never_holds_back_its_batch() {
     records.insert(3, ("nul".into(), body("bad\u{0}id", 2.0)));
     records.insert(7, ("too-big".into(), body("d-x", 5000.0)));
     let (response, counts) = warehouse()
-        .process_warehouse(batch(records).as_bytes(), "second", NOW_MS, &writer)
+        .process_warehouse(&sqs_event(&records), "second", NOW_MS, &writer)
         .await
         .unwrap();
     // Only the two rows are dead-lettered; the ten others are written.

@@ -1,0 +1,14 @@
+//! Events written inline by a test, when no sample in events/ fits.
+
+use serde_json::{json, Value};
+
+/// An SQS batch: one record per (message id, body).
+pub fn sqs_event(records: &[(impl AsRef<str>, impl AsRef<str>)]) -> Vec<u8> {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, body)| {
+            json!({"messageId": id.as_ref(), "eventSource": "aws:sqs", "body": body.as_ref()})
+        })
+        .collect();
+    serde_json::to_vec(&json!({ "Records": records })).expect("JSON serialises")
+}
