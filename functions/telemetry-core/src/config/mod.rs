@@ -369,37 +369,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reads_exactly_the_documented_variables() {
+    /// What `build` returns from an empty environment, and the variables
+    /// it asked for (sorted, once each).
+    fn asking<T>(build: impl FnOnce(&dyn Fn(&str) -> Option<String>) -> T) -> (T, Vec<String>) {
         let asked = std::cell::RefCell::new(Vec::new());
-        MetricsConfig::from_lookup(|name| {
+        let built = build(&|name| {
             asked.borrow_mut().push(name.to_owned());
             None
-        })
-        .unwrap();
+        });
         let mut asked = asked.into_inner();
         asked.sort();
         asked.dedup();
-        let mut documented: Vec<String> = METRICS_ENV_VARS.iter().map(|v| v.to_string()).collect();
-        documented.sort();
-        assert_eq!(asked, documented);
+        (built, asked)
+    }
+
+    fn sorted(variables: &[&str]) -> Vec<String> {
+        let mut sorted: Vec<String> = variables.iter().map(|v| v.to_string()).collect();
+        sorted.sort();
+        sorted
+    }
+
+    #[test]
+    fn reads_exactly_the_documented_variables() {
+        let (config, asked) = asking(|lookup| MetricsConfig::from_lookup(lookup));
+        config.unwrap();
+        assert_eq!(asked, sorted(METRICS_ENV_VARS));
     }
 
     #[test]
     fn the_commands_function_reads_exactly_its_documented_variables() {
-        let asked = std::cell::RefCell::new(Vec::new());
-        let config = CommandsConfig::from_lookup(|name| {
-            asked.borrow_mut().push(name.to_owned());
-            None
-        })
-        .unwrap();
-        assert_eq!(config.memory_shadow, "commands");
-        let mut asked = asked.into_inner();
-        asked.sort();
-        asked.dedup();
-        let mut documented: Vec<String> = COMMANDS_ENV_VARS.iter().map(|v| v.to_string()).collect();
-        documented.sort();
-        assert_eq!(asked, documented);
+        let (config, asked) = asking(|lookup| CommandsConfig::from_lookup(lookup));
+        assert_eq!(config.unwrap().memory_shadow, "commands");
+        assert_eq!(asked, sorted(COMMANDS_ENV_VARS));
         let lookup = |name: &str| (name == "COMMAND_MEMORY_SHADOW").then(|| "no spaces".to_owned());
         let error = CommandsConfig::from_lookup(lookup).unwrap_err().to_string();
         assert!(
