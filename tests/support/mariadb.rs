@@ -55,6 +55,11 @@ impl MariadbServer {
         }) {
             std::fs::copy(from, directory.join(name)).unwrap();
         }
+        // Each server its own temporary directory: installs running side by
+        // side in the shared /tmp have failed to drop each other's
+        // `#sql-temptable` files ("Unknown table 'mysql.tmp_user_sys'").
+        let tmp = directory.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         // mariadbd refuses to run as root unless told whom to run as.
         let user = if running_as_root() { "mysql" } else { "" };
         if !user.is_empty() {
@@ -68,6 +73,7 @@ impl MariadbServer {
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
         if !user.is_empty() {
             install.arg(format!("--user={user}"));
@@ -85,6 +91,7 @@ impl MariadbServer {
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", directory.join("pid").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--bind-address=127.0.0.1", &format!("--port={port}")])
             .args(["--skip-log-bin", "--innodb-buffer-pool-size=16M"])
             .stdout(Stdio::null())
