@@ -11,6 +11,7 @@
 //! | [`payload`] | what the device sent: fields, records, the declarative mapping, timestamps, topics, units |
 //! | [`reading`] | payload -> readings (`decode`), and the checks a reading must pass (`validate`) |
 //! | [`command`] | readings -> commands back to devices (`[[command]]` rules and their conditions) |
+//! | [`window`] | readings -> per-device aggregates over event-time buckets, and the tumbling window's compact state |
 //! | [`outcome`] | what an invocation did (counts) and the answer it owes its trigger |
 //! | [`sink`] | where readings and dead letters go: the traits, EMF, CloudWatch request planning, dead letters |
 //! | [`warehouse`] | payload -> rows: table declarations, row building, the table-writer trait |
@@ -31,6 +32,8 @@ pub mod reading;
 
 pub mod command;
 
+pub mod window;
+
 pub mod outcome;
 
 pub mod sink;
@@ -48,12 +51,13 @@ mod tests {
     use std::path::Path;
 
     /// Top-level modules, lowest first: each may use only those before it.
-    const LAYERS: [&str; 10] = [
+    const LAYERS: [&str; 11] = [
         "json",
         "envelope",
         "payload",
         "reading",
         "command",
+        "window",
         "outcome",
         "sink",
         "warehouse",

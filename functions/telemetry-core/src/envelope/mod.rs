@@ -12,6 +12,7 @@ mod eventbridge;
 mod http;
 mod iot_rule;
 mod kinesis;
+pub mod kinesis_window;
 mod pubsub;
 mod records;
 mod sns;

@@ -7,7 +7,7 @@ use std::fmt;
 macro_rules! units {
     ($($(#[$attribute:meta])* $variant:ident => $name:literal,)+) => {
         /// One of CloudWatch's standard units.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
         pub enum Unit {
             $($(#[$attribute])* $variant,)+
         }
