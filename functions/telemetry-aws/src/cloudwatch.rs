@@ -4,15 +4,18 @@ use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataError;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use aws_sdk_cloudwatch::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::DateTime;
 use telemetry_core::outcome::{Delivery, FailureKind};
 use telemetry_core::reading::Reading;
-use telemetry_core::sink::cloudwatch::{plan_requests, Datum, MetricRequest};
+use telemetry_core::sink::cloudwatch::{
+    plan_requests, plan_statistic_requests, Datum, MetricRequest,
+};
 use telemetry_core::sink::MetricsSink;
+use telemetry_core::window::Aggregate;
 
 use crate::retry::{error_chain, failure_kind};
 
@@ -84,22 +87,46 @@ fn to_sdk_datum(datum: &Datum) -> MetricDatum {
                 .build()
         })
         .collect();
-    MetricDatum::builder()
+    let builder = MetricDatum::builder()
         .metric_name(datum.metric.as_str())
         .set_dimensions(Some(dimensions))
         .unit(StandardUnit::from(datum.unit.as_str()))
         .timestamp(DateTime::from_millis(datum.timestamp_ms))
-        .set_values(Some(datum.values.clone()))
-        .set_counts(Some(datum.counts.clone()))
-        .storage_resolution(if datum.high_resolution { 1 } else { 60 })
-        .build()
+        .storage_resolution(if datum.high_resolution { 1 } else { 60 });
+    match datum.statistics {
+        Some(set) => builder
+            .statistic_values(
+                StatisticSet::builder()
+                    .sample_count(set.sample_count)
+                    .sum(set.sum)
+                    .minimum(set.minimum)
+                    .maximum(set.maximum)
+                    .build(),
+            )
+            .build(),
+        None => builder
+            .set_values(Some(datum.values.clone()))
+            .set_counts(Some(datum.counts.clone()))
+            .build(),
+    }
 }
 
 #[async_trait]
 impl MetricsSink for CloudWatchSink {
     async fn send(&self, readings: &[Reading]) -> Delivery {
+        self.send_requests(plan_requests(readings)).await
+    }
+
+    async fn send_aggregates(&self, aggregates: &[Aggregate]) -> Delivery {
+        self.send_requests(plan_statistic_requests(aggregates))
+            .await
+    }
+}
+
+impl CloudWatchSink {
+    async fn send_requests(&self, requests: Vec<MetricRequest>) -> Delivery {
         let mut delivery = Delivery::default();
-        for request in plan_requests(readings) {
+        for request in requests {
             delivery.api_calls += 1;
             if let Err(error) = self.put(&request).await {
                 let kind = error.kind();

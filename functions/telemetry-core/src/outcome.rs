@@ -16,6 +16,11 @@ pub enum Response {
     Http { status: u16, body: Value },
     /// Other triggers: what was done.
     Summary(Value),
+    /// Kinesis with a tumbling window: the state for the window's next
+    /// invocation (an answer without one counts as a failed invocation).
+    /// The windows function never checkpoints part of a batch (see
+    /// `invocation::windows`), so its `batchItemFailures` list is empty.
+    Window { state: Value },
 }
 
 impl Response {
@@ -40,6 +45,7 @@ impl Response {
                 "body": body.to_string(),
             }),
             Response::Summary(summary) => summary.clone(),
+            Response::Window { state } => json!({"state": state, "batchItemFailures": []}),
         }
     }
 

@@ -34,33 +34,7 @@ impl Step for MetricsStep<'_> {
         index: u32,
         now_ms: i64,
     ) -> Result<(), Rejection> {
-        let start = readings.len();
-        decode_message(&self.settings.mappings, message, index, now_ms, readings)
-            .map_err(|error| Rejection::new(error.to_string()))?;
-        let mut reasons = Vec::new();
-        let mut kept = start;
-        for position in start..readings.len() {
-            if self.settings.high_resolution {
-                readings[position].high_resolution = true;
-            }
-            match validate(&readings[position], now_ms) {
-                Ok(()) => {
-                    readings.swap(kept, position);
-                    kept += 1;
-                }
-                Err(invalid) => reasons.push(invalid.to_string()),
-            }
-        }
-        readings.truncate(kept);
-        if reasons.is_empty() {
-            return Ok(());
-        }
-        // The message is kept whole in the dead letter, even when some of
-        // its readings are delivered.
-        Err(Rejection {
-            readings: reasons.len(),
-            reason: reasons.join("; "),
-        })
+        take_valid_readings(self.settings, readings, message, index, now_ms)
     }
 
     fn accepted(&self, readings: &Vec<Reading>) -> usize {
@@ -73,6 +47,45 @@ impl Step for MetricsStep<'_> {
         }
         self.sink.send(readings).await
     }
+}
+
+/// Decodes message `index` into `readings`, keeping the valid ones; the
+/// others make the message a dead letter (kept whole, even when some of its
+/// readings are delivered).
+pub(crate) fn take_valid_readings(
+    settings: &InvocationSettings,
+    readings: &mut Vec<Reading>,
+    message: &RawMessage<'_>,
+    index: u32,
+    now_ms: i64,
+) -> Result<(), Rejection> {
+    let start = readings.len();
+    decode_message(&settings.mappings, message, index, now_ms, readings)
+        .map_err(|error| Rejection::new(error.to_string()))?;
+    let mut reasons = Vec::new();
+    let mut kept = start;
+    for position in start..readings.len() {
+        if settings.high_resolution {
+            readings[position].high_resolution = true;
+        }
+        match validate(&readings[position], now_ms) {
+            Ok(()) => {
+                readings.swap(kept, position);
+                kept += 1;
+            }
+            Err(invalid) => reasons.push(invalid.to_string()),
+        }
+    }
+    readings.truncate(kept);
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    // The message is kept whole in the dead letter, even when some of
+    // its readings are delivered.
+    Err(Rejection {
+        readings: reasons.len(),
+        reason: reasons.join("; "),
+    })
 }
 
 impl InvocationSettings {

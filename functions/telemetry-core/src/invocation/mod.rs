@@ -10,13 +10,15 @@
 //!
 //! The steps: [`metrics`] (readings -> a metrics sink), [`warehouse`]
 //! (rows -> a table writer) and [`commands`] (readings -> commands back to
-//! devices).
+//! devices); [`windows`] runs its own order around the same pieces
+//! (readings -> event-time aggregates carried in a tumbling window's state).
 
 pub mod commands;
 #[cfg(test)]
 mod hostile;
 pub mod metrics;
 pub mod warehouse;
+pub mod windows;
 
 use async_trait::async_trait;
 use serde_json::json;

@@ -8,6 +8,7 @@ use compact_str::CompactString;
 
 use crate::payload::unit::Unit;
 use crate::reading::{Reading, DEVICE_DIMENSION};
+use crate::window::Aggregate;
 
 /// Datums per `PutMetricData` request.
 pub const MAX_DATUMS_PER_REQUEST: usize = 1000;
@@ -33,6 +34,19 @@ pub struct Datum {
     pub high_resolution: bool,
     pub values: Vec<f64>,
     pub counts: Vec<f64>,
+    /// A window aggregate sent as one statistic set (`StatisticValues`)
+    /// instead of values; `values` and `counts` are then empty.
+    pub statistics: Option<StatisticSet>,
+}
+
+/// `StatisticValues`: what CloudWatch needs to merge an aggregate with
+/// others of the same period (late partials add up).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatisticSet {
+    pub sample_count: f64,
+    pub sum: f64,
+    pub minimum: f64,
+    pub maximum: f64,
 }
 
 impl Datum {
@@ -64,7 +78,14 @@ impl Datum {
             .chain(&self.counts)
             .map(|&number| LIST_ENTRY + number_text_bound(number))
             .sum();
-        FIXED + name + dimensions + numbers
+        // "...StatisticValues.SampleCount=" (the longest of the four).
+        let statistics: usize = self.statistics.map_or(0, |set| {
+            [set.sample_count, set.sum, set.minimum, set.maximum]
+                .iter()
+                .map(|&number| MEMBER + 30 + number_text_bound(number))
+                .sum()
+        });
+        FIXED + name + dimensions + numbers + statistics
     }
 }
 
@@ -174,9 +195,41 @@ fn new_datum(
         high_resolution: reading.high_resolution,
         values: Vec::new(),
         counts: Vec::new(),
+        statistics: None,
     });
     datum_messages.push(Vec::new());
     datums.len() - 1
+}
+
+/// One statistic-set datum per aggregate (device, metric, bucket), packed
+/// into as few requests as the API allows; a request's `messages` are
+/// indexes into `aggregates`.
+pub fn plan_statistic_requests(aggregates: &[Aggregate]) -> Vec<MetricRequest> {
+    let datums = aggregates
+        .iter()
+        .map(|aggregate| Datum {
+            metric: aggregate.key.metric.clone(),
+            dimensions: vec![(
+                CompactString::const_new(DEVICE_DIMENSION),
+                aggregate.key.device.clone(),
+            )],
+            unit: aggregate.key.unit,
+            timestamp_ms: aggregate.key.bucket_start_ms,
+            high_resolution: false,
+            values: Vec::new(),
+            counts: Vec::new(),
+            statistics: Some(StatisticSet {
+                sample_count: aggregate.stats.count as f64,
+                sum: aggregate.stats.sum,
+                minimum: aggregate.stats.min,
+                maximum: aggregate.stats.max,
+            }),
+        })
+        .collect();
+    let messages = (0..aggregates.len() as u32)
+        .map(|index| vec![index])
+        .collect();
+    pack(datums, messages)
 }
 
 fn pack(datums: Vec<Datum>, datum_messages: Vec<Vec<u32>>) -> Vec<MetricRequest> {

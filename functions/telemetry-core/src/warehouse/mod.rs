@@ -16,6 +16,7 @@ use crate::reading::Reading;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::{DeadLetterError, DeadLetterSink};
 use crate::warehouse::tables::{Cell, Schema, TableRows};
+use crate::window::Aggregate;
 
 /// A table write failed: the rows' messages are retried when the failure
 /// is transient, dead-lettered with the reason when it is permanent.
@@ -234,6 +235,59 @@ pub(crate) fn reading_row(
         Cell::Text(message.id.to_string()),
         Cell::Int(position as i64),
     ]
+}
+
+/// Window aggregates as rows of `window_aggregates`; a row's message is
+/// its aggregate's index. `message_id` is a digest of the aggregate, so the
+/// same aggregate emitted twice (a retried invocation) has the same id and
+/// can be told apart from a late partial.
+pub fn aggregate_rows(aggregates: &[Aggregate]) -> TableRows {
+    use sha2::Digest;
+    let mut rows = TableRows::new(Schema::window_aggregates());
+    rows.rows.reserve(aggregates.len());
+    for (index, aggregate) in aggregates.iter().enumerate() {
+        let key = &aggregate.key;
+        let stats = &aggregate.stats;
+        let mut digest = sha2::Sha256::new();
+        for part in [key.device.as_bytes(), b"\0", key.metric.as_bytes(), b"\0"] {
+            digest.update(part);
+        }
+        for number in [
+            key.bucket_start_ms as u64,
+            u64::from(key.late),
+            stats.count,
+            stats.first_ms as u64,
+            stats.last_ms as u64,
+            stats.sum.to_bits(),
+            stats.min.to_bits(),
+            stats.max.to_bits(),
+        ] {
+            digest.update(number.to_le_bytes());
+        }
+        let id: String = digest.finalize()[..12]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        rows.rows.push(vec![
+            Cell::Timestamp(key.bucket_start_ms),
+            Cell::Timestamp(aggregate.bucket_end_ms),
+            Cell::Text(key.device.to_string()),
+            Cell::Text(key.metric.to_string()),
+            Cell::Text(key.unit.as_str().to_owned()),
+            Cell::Int(stats.count as i64),
+            Cell::Float(stats.min),
+            Cell::Float(stats.max),
+            Cell::Float(stats.mean()),
+            Cell::Float(stats.sum),
+            Cell::Bool(key.late),
+            Cell::Timestamp(stats.first_ms),
+            Cell::Timestamp(stats.last_ms),
+            Cell::Text(id),
+            Cell::Int(0),
+        ]);
+        rows.messages.push(index as u32);
+    }
+    rows
 }
 
 /// A dead letter as a row of the `dead_letter` table. The payload keeps

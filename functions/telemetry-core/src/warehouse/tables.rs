@@ -90,6 +90,7 @@ pub const MESSAGE_ROW_COLUMN: &str = "message_row";
 
 pub const READINGS_TABLE: &str = "readings";
 pub const DEAD_LETTER_TABLE: &str = "dead_letter";
+pub const WINDOW_AGGREGATES_TABLE: &str = "window_aggregates";
 
 /// A table's name and column types, for writers.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +142,31 @@ impl Schema {
                 ("reason", ColumnType::String),
                 ("payload", ColumnType::String),
                 ("payload_encoding", ColumnType::String),
+            ],
+        )
+    }
+
+    /// `window_aggregates(window_start, window_end, device, metric, unit,
+    /// count, min, max, mean, sum, late, first_event_at, last_event_at,
+    /// message_id, message_row)`: one row per device, metric and
+    /// event-time bucket, and one more per late partial (`late`).
+    pub fn window_aggregates() -> Schema {
+        Schema::with_message_columns(
+            WINDOW_AGGREGATES_TABLE,
+            vec![
+                ("window_start", ColumnType::Timestamp),
+                ("window_end", ColumnType::Timestamp),
+                ("device", ColumnType::String),
+                ("metric", ColumnType::String),
+                ("unit", ColumnType::String),
+                ("count", ColumnType::Integer),
+                ("min", ColumnType::Float),
+                ("max", ColumnType::Float),
+                ("mean", ColumnType::Float),
+                ("sum", ColumnType::Float),
+                ("late", ColumnType::Boolean),
+                ("first_event_at", ColumnType::Timestamp),
+                ("last_event_at", ColumnType::Timestamp),
             ],
         )
     }
