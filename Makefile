@@ -16,12 +16,16 @@ CARGO_LAMBDA := $(VENV)/bin/cargo-lambda
 # The clock the sample events were written for (see tools/make_events.py).
 SAMPLE_NOW   := 2022-02-27T05:05:00Z
 SAMPLE_TOKEN := sample-token
+# The end of the Lambda window in events/windows/ (tools/make_window_events.py).
+WINDOWS_NOW  := 2022-02-27T05:05:00Z
+# Late partials are further rows of the same device and minute: merge them.
+WINDOW_QUERY := SELECT window_start, device, round(max(max), 2) AS max_temperature, round(min(min), 2) AS min_temperature, round(sum(sum) / sum(count), 3) AS mean, sum(count) AS readings, count(*) FILTER (WHERE late) AS late_partials FROM window_aggregates WHERE metric = 'temperature' GROUP BY 1, 2 ORDER BY 1, 2
 WATCH_PORT   ?= 9761
 
 .PHONY: help setup postgres build run query bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
 
 help:
-	@echo "make run             replay events/ through telemetry-metrics and telemetry-warehouse, query the warehouse"
+	@echo "make run             replay events/ through telemetry-metrics, telemetry-warehouse and telemetry-windows, query the warehouse"
 	@echo "make query SQL='...' run SQL over ./warehouse with DuckDB (default: reference 000's query)"
 	@echo "make test            run every test (installs moto into .venv first)"
 	@echo "make invoke-samples  cargo lambda watch + cargo lambda invoke for every sample event"
@@ -30,7 +34,7 @@ help:
 	@echo "make lint            rustfmt, clippy -D warnings, cfn-lint and checkov on infra/template.yaml"
 	@echo "make deploy          sam build + sam deploy --guided (needs AWS credentials)"
 	@echo "make destroy         delete the stack (STACK_NAME=$(STACK_NAME))"
-	@echo "make events          regenerate events/ from tools/make_events.py"
+	@echo "make events          regenerate events/ from tools/make_events.py and tools/make_window_events.py"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,7 +69,7 @@ postgres:
 build: setup
 	cargo build --workspace --bins
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO_LAMBDA) lambda build --arm64 \
-	  --bin telemetry-metrics --bin telemetry-warehouse --bin device-commands
+	  --bin telemetry-metrics --bin telemetry-warehouse --bin device-commands --bin telemetry-windows
 
 # The main job on embedded defaults: every sample event through both
 # functions (metrics as EMF on stdout, rows as Parquet in ./warehouse), then
@@ -81,6 +85,11 @@ run: setup
 	@echo "==> reference 000's query over ./warehouse"
 	$(VENV)/bin/python tools/query.py
 	$(VENV)/bin/python tools/query.py "SELECT table_name, count(*) AS rows FROM (SELECT 'readings' AS table_name FROM readings UNION ALL SELECT 'sensordata' FROM sensordata UNION ALL SELECT 'co2_emissions' FROM co2_emissions UNION ALL SELECT 'tweets' FROM tweets UNION ALL SELECT 'dead_letter' FROM dead_letter) GROUP BY 1 ORDER BY 1"
+	@echo "==> telemetry-windows: one Kinesis tumbling window of reference 000's sensors (events/windows/)"
+	WAREHOUSE_URL=./warehouse DEAD_LETTER_URL=./dead-letters WINDOW_SECONDS=60 ALLOWED_LATENESS_SECONDS=10 \
+	  cargo run --quiet -p iotpipe -- windows --now $(WINDOWS_NOW) events/windows/ | grep -v '^{"_aws"'
+	@echo "==> reference 000's Dataflow step: maximum temperature per device and minute (late partials merged)"
+	$(VENV)/bin/python tools/query.py "$(WINDOW_QUERY)"
 	@echo "dead letters of the metrics function (with reasons) are in ./dead-letters/"
 
 BENCH_VENV := .venv-bench
@@ -142,6 +151,7 @@ invoke-samples: setup
 
 events:
 	$(PYTHON) tools/make_events.py
+	$(PYTHON) tools/make_window_events.py
 
 lint: fmt clippy lint-infra
 

@@ -15,7 +15,9 @@ use clap::{Args, Parser, Subcommand};
 
 use telemetry_aws::app::MetricsApp;
 use telemetry_core::config::MetricsConfig;
+use telemetry_core::invocation::Invocation;
 use telemetry_warehouse::{build_writer, WarehouseConfig};
+use telemetry_windows::WindowsApp;
 
 /// The toolkit's command line: run events through the functions locally.
 #[derive(Parser)]
@@ -34,6 +36,10 @@ enum Command {
     /// Send events through `telemetry-warehouse` (rows to `WAREHOUSE_URL`,
     /// `./warehouse` by default).
     Warehouse(ReplayArgs),
+    /// Replay a tumbling-window sequence through `telemetry-windows`, in
+    /// file order, handing each answer's `state` to the next event as
+    /// Lambda does (aggregates to the metrics sink and `WAREHOUSE_URL`).
+    Windows(ReplayArgs),
 }
 
 #[derive(Args)]
@@ -51,6 +57,7 @@ struct ReplayArgs {
 enum Function {
     Metrics,
     Warehouse,
+    Windows,
 }
 
 #[tokio::main]
@@ -58,6 +65,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Metrics(args) => replay(Function::Metrics, args).await,
         Command::Warehouse(args) => replay(Function::Warehouse, args).await,
+        Command::Windows(args) => replay(Function::Windows, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -126,8 +134,74 @@ async fn replay(function: Function, args: ReplayArgs) -> Result<(), String> {
                 print_result(result.map(|(response, _)| response.to_json()));
             }
         }
+        Function::Windows => {
+            let app = WindowsApp::from_env()
+                .await
+                .map_err(|error| error.to_string())?;
+            let mut state: Option<serde_json::Value> = None;
+            for (index, (file, event)) in events.iter().enumerate() {
+                let event = chain_state(event, state.take())
+                    .map_err(|error| format!("{}: {error}", file.display()))?;
+                let result = app
+                    .metrics
+                    .config
+                    .settings
+                    .process_windows(
+                        app.windows.window,
+                        &event,
+                        Invocation::new(&format!("windows-{index}"), clock),
+                        app.outputs(),
+                        app.metrics.dead_letters.as_ref(),
+                    )
+                    .await;
+                print!("{}: ", file.display());
+                match result {
+                    Ok((response, counts)) => {
+                        let answer = response.to_json();
+                        // Lambda deletes the state after a window's final
+                        // invocation; the next window starts empty.
+                        state = answer.get("state").cloned().filter(|_| !is_final(&event));
+                        println!(
+                            "=> {} readings, {} aggregates emitted ({} late, {} early), {} dead letters; state: {} series, {} bytes",
+                            counts.counts.readings_accepted,
+                            counts.aggregates_emitted,
+                            counts.late_aggregates,
+                            counts.emitted_early,
+                            counts.counts.dead_lettered + counts.aggregates_dead_lettered,
+                            counts.series_in_state,
+                            counts.state_bytes,
+                        );
+                    }
+                    Err(retry) => println!("=> error (Lambda would retry): {retry}"),
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Whether `event` is a window's final invocation.
+fn is_final(event: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(event)
+        .ok()
+        .and_then(|event| event.get("isFinalInvokeForWindow")?.as_bool())
+        .unwrap_or(false)
+}
+
+/// The event with the previous answer's `state` in place of its own, as
+/// Lambda hands it on within a window (the first event keeps its own).
+fn chain_state(
+    event: &[u8],
+    state: Option<serde_json::Value>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let Some(state) = state else {
+        return Ok(event.to_vec());
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(event)?;
+    if let Some(object) = value.as_object_mut().filter(|o| o.contains_key("window")) {
+        object.insert("state".into(), state);
+    }
+    serde_json::to_vec(&value)
 }
 
 fn print_result(result: Result<serde_json::Value, telemetry_core::outcome::RetryLater>) {

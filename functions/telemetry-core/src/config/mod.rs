@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::config::pipeline_file::{PipelineFile, PipelineFileError};
 use crate::invocation::InvocationSettings;
 use crate::reading::validate::validate_namespace;
+use crate::window::{Outputs, WindowSettings};
 
 pub const DEFAULT_NAMESPACE: &str = "IoT/Telemetry";
 pub const DEFAULT_DEAD_LETTER_DIR: &str = "./dead-letters";
@@ -139,6 +140,67 @@ impl MetricsConfig {
                 ..file.into()
             },
             max_attempts,
+        })
+    }
+}
+
+/// The variables of the windows function's own settings (it also reads
+/// the metrics function's and the warehouse function's).
+pub const WINDOW_ENV_VARS: &[&str] = &[
+    "WINDOW_SECONDS",
+    "ALLOWED_LATENESS_SECONDS",
+    "WINDOW_STATE_BUDGET_BYTES",
+    "WINDOW_OUTPUTS",
+];
+
+/// How `telemetry-windows` cuts, closes and emits its aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowsConfig {
+    pub window: WindowSettings,
+    pub outputs: Outputs,
+}
+
+impl WindowsConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let defaults = WindowSettings::default();
+        let bucket_seconds = parse_count(&lookup, "WINDOW_SECONDS", 60, 86_400)?;
+        // Zero lateness is a valid choice: buckets close with the first
+        // reading past them.
+        let lateness_seconds = match lookup("ALLOWED_LATENESS_SECONDS").filter(|v| !v.is_empty()) {
+            Some(text) if text.trim() == "0" => 0,
+            Some(_) => parse_count(&lookup, "ALLOWED_LATENESS_SECONDS", 10, 86_400)?,
+            None => (defaults.allowed_lateness_ms / 1000) as u32,
+        };
+        let budget = parse_count(
+            &lookup,
+            "WINDOW_STATE_BUDGET_BYTES",
+            defaults.state_budget_bytes as u32,
+            1_000_000,
+        )?;
+        let outputs_text = lookup("WINDOW_OUTPUTS")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "metrics,warehouse".into());
+        let mut outputs = 0;
+        for name in outputs_text.split(',').map(str::trim) {
+            outputs |= match name.to_ascii_lowercase().as_str() {
+                "metrics" => Outputs::METRICS,
+                "warehouse" | "table" => Outputs::TABLE,
+                _ => {
+                    return Err(SettingError::Invalid {
+                        variable: "WINDOW_OUTPUTS",
+                        value: outputs_text.clone(),
+                        why: format!("unknown output {name:?}; expected \"metrics\", \"warehouse\" or both, comma-separated"),
+                    })
+                }
+            };
+        }
+        Ok(WindowsConfig {
+            window: WindowSettings {
+                bucket_ms: i64::from(bucket_seconds) * 1000,
+                allowed_lateness_ms: i64::from(lateness_seconds) * 1000,
+                state_budget_bytes: budget as usize,
+            },
+            outputs: Outputs(outputs),
         })
     }
 }
@@ -394,6 +456,39 @@ mod tests {
         let (config, asked) = asking(|lookup| MetricsConfig::from_lookup(lookup));
         config.unwrap();
         assert_eq!(asked, sorted(METRICS_ENV_VARS));
+    }
+
+    #[test]
+    fn the_window_settings_read_exactly_their_variables_and_name_a_bad_one() {
+        let (config, asked) = asking(|lookup| WindowsConfig::from_lookup(lookup));
+        let config = config.unwrap();
+        assert_eq!(config.window, WindowSettings::default());
+        assert_eq!(config.outputs, Outputs(Outputs::METRICS | Outputs::TABLE));
+        assert_eq!(asked, sorted(WINDOW_ENV_VARS));
+        let lookup = |name: &str| match name {
+            "WINDOW_SECONDS" => Some("300".to_owned()),
+            "ALLOWED_LATENESS_SECONDS" => Some("0".to_owned()),
+            "WINDOW_OUTPUTS" => Some("warehouse".to_owned()),
+            _ => None,
+        };
+        let config = WindowsConfig::from_lookup(lookup).unwrap();
+        assert_eq!(
+            (config.window.bucket_ms, config.window.allowed_lateness_ms),
+            (300_000, 0)
+        );
+        assert_eq!(config.outputs, Outputs(Outputs::TABLE));
+        let lookup = |name: &str| (name == "WINDOW_OUTPUTS").then(|| "metrics,kafka".to_owned());
+        let error = WindowsConfig::from_lookup(lookup).unwrap_err().to_string();
+        assert!(
+            error.contains("WINDOW_OUTPUTS") && error.contains("kafka"),
+            "{error}"
+        );
+        let lookup = |name: &str| (name == "WINDOW_SECONDS").then(|| "-1".to_owned());
+        let error = WindowsConfig::from_lookup(lookup).unwrap_err().to_string();
+        assert!(
+            error.contains("WINDOW_SECONDS") && error.contains("-1"),
+            "{error}"
+        );
     }
 
     #[test]
