@@ -3,8 +3,9 @@
 //! `error` and `init/error`.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,5 +135,59 @@ fn serve(mut stream: TcpStream, shared: Arc<(Mutex<State>, Condvar)>) {
         if stream.write_all(&reply).is_err() {
             break;
         }
+    }
+}
+
+/// A function binary polling a [`LocalRuntime`], configured only through
+/// its environment; its stdout (EMF lines) is kept.
+pub struct Function {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Function {
+    /// `telemetry-metrics`.
+    pub fn start(runtime: &LocalRuntime, env: &[(&str, String)]) -> Function {
+        Self::start_binary("telemetry-metrics", runtime, env)
+    }
+
+    pub fn start_binary(binary: &str, runtime: &LocalRuntime, env: &[(&str, String)]) -> Function {
+        let mut command = Command::new(crate::function_binary(binary));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
+            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("the function binary starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let lines = stdout.clone();
+        let pipe = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Function { child, stdout }
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        // stdout is read by a thread; give it a moment to catch up.
+        std::thread::sleep(Duration::from_millis(200));
+        self.stdout.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -2,68 +2,14 @@
 //! API, configured only through its environment: CloudWatch and S3 dead
 //! letters on moto via `AWS_ENDPOINT_URL`, and the default EMF sink.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_smithy_types::DateTime;
 use chrono::Utc;
-use e2e_tests::runtime::LocalRuntime;
-use e2e_tests::{function_binary, parse_emf, sdk_config, MotoServer, Sample};
+use e2e_tests::runtime::{Function, LocalRuntime};
+use e2e_tests::{parse_emf, sdk_config, MotoServer, Sample};
 use serde_json::{json, Value};
-
-struct Function {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-}
-
-impl Function {
-    fn start(runtime: &LocalRuntime, env: &[(&str, String)]) -> Function {
-        Self::start_binary("telemetry-metrics", runtime, env)
-    }
-
-    fn start_binary(binary: &str, runtime: &LocalRuntime, env: &[(&str, String)]) -> Function {
-        let mut command = Command::new(function_binary(binary));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
-            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("the function binary starts");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let lines = stdout.clone();
-        let pipe = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Function { child, stdout }
-    }
-
-    fn output(&self) -> Vec<String> {
-        // stdout is read by a thread; give it a moment to catch up.
-        std::thread::sleep(Duration::from_millis(200));
-        self.stdout.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Function {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn sqs_event(bodies: &[(String, String)]) -> Vec<u8> {
     let records: Vec<Value> = bodies
