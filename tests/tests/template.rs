@@ -50,6 +50,10 @@ fn known_binaries() -> BTreeMap<&'static str, &'static [&'static str]> {
             telemetry_warehouse::WAREHOUSE_ENV_VARS,
         ),
         ("device-commands", telemetry_core::config::COMMANDS_ENV_VARS),
+        (
+            "telemetry-windows",
+            telemetry_windows::WINDOWS_FUNCTION_ENV_VARS,
+        ),
     ])
 }
 
@@ -293,8 +297,14 @@ fn standalone_value(template: &Value, value: &Value) -> Option<String> {
     match value {
         Value::Tagged(tagged) if tagged.tag == "!Ref" => {
             let parameter = tagged.value.as_str()?;
-            let default = text(&template["Parameters"][parameter]["Default"]);
-            (!default.is_empty() && default != "~\n").then_some(default)
+            match &template["Parameters"][parameter]["Default"] {
+                // A Number parameter's default.
+                Value::Number(number) => Some(number.to_string()),
+                default => {
+                    let default = text(default);
+                    (!default.is_empty() && default != "~\n").then_some(default)
+                }
+            }
         }
         Value::Tagged(_) => None,
         Value::String(text) if !text.is_empty() => Some(text.clone()),

@@ -76,3 +76,23 @@ impl WindowsApp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_metrics_warehouse_and_window_variables_and_no_others() {
+        let mut expected: Vec<&str> = telemetry_core::config::METRICS_ENV_VARS
+            .iter()
+            .chain(telemetry_warehouse::WAREHOUSE_ENV_VARS)
+            .chain(telemetry_core::config::WINDOW_ENV_VARS)
+            .copied()
+            .collect();
+        expected.sort_unstable();
+        expected.dedup();
+        let mut listed = WINDOWS_FUNCTION_ENV_VARS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(listed, expected);
+    }
+}
