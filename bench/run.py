@@ -516,6 +516,58 @@ def commands_bench(rounds=PAIRED_ROUNDS):
     }
 
 
+def windows_bench(rounds=PAIRED_ROUNDS):
+    """telemetry-windows' work (examples/time_windows.rs) and a Python +
+    Powertools handler doing the same job (bench/baseline/windows.py) on the
+    same 10,000-record tumbling-window event, alternating rounds; and the
+    state each keeps for 10,000 devices x 4 metrics."""
+    log("telemetry-windows against a Python + Powertools window handler, alternating rounds")
+    subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "telemetry-core", "--example", "time_windows"],
+                   cwd=ROOT, check=True)
+    timer = os.path.join(ROOT, "target", "release", "examples", "time_windows")
+    handler = os.path.join(ROOT, "bench", "baseline", "windows.py")
+    ours, theirs = [], []
+    for _ in range(rounds):
+        ours.append(json.loads(subprocess.run([timer, "20"], capture_output=True, check=True, text=True).stdout.strip().splitlines()[-1]))
+        theirs.append(json.loads(subprocess.run([BENCH_PYTHON, handler, "5"], capture_output=True, check=True, text=True).stdout.strip().splitlines()[-1]))
+    records = ours[0]["records"]
+    ratios = [t["invocation_best_s"] / o["invocation_best_s"] for o, t in zip(ours, theirs)]
+    return {
+        "rounds": rounds,
+        "records": records,
+        "ours_folded_per_second": records / statistics.median(r["fold_best_s"] for r in ours),
+        "ours_invocation_records_per_second": records / statistics.median(r["invocation_best_s"] for r in ours),
+        "baseline_invocation_records_per_second": records / statistics.median(r["invocation_best_s"] for r in theirs),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "ours_state_bytes": ours[0]["state_bytes_10000x4"],
+        "baseline_state_bytes": theirs[0]["state_bytes_10000x4"],
+        "series": ours[0]["series_10000x4"],
+    }
+
+
+def windows_lines(w):
+    return ["## telemetry-windows against a Python + Powertools window handler", "",
+            "One 10,000-record Kinesis tumbling-window event of reference 000's readings (100 devices x 100 seconds).",
+            "Ours: `examples/time_windows.rs`, the windows invocation in process (envelope, base64, decode, validate,",
+            "fold into event-time aggregates, emit the complete minutes as EMF into memory, encode the state). Baseline:",
+            "`bench/baseline/windows.py`, Powertools' `KinesisStreamEvent` and a dict state keyed device|metric|bucket,",
+            "as AWS's example keeps it. %d alternating rounds, each side's best run:" % w["rounds"], "",
+            "| figure | ours | Python + Powertools | goal |", "| --- | --- | --- | --- |",
+            "| readings folded per second per core (the fold alone) | {:,.0f} | - | >= 2,000,000: {} |".format(
+                w["ours_folded_per_second"], "met" if w["ours_folded_per_second"] >= 2_000_000 else "MISSED"),
+            "| records per second, whole invocation | {:,.0f} | {:,.0f} ({:.1f}x, {:.1f}-{:.1f}) | - |".format(
+                w["ours_invocation_records_per_second"], w["baseline_invocation_records_per_second"],
+                w["ratio_median"], w["ratio_min"], w["ratio_max"]),
+            "| state for 10,000 devices x 4 metrics, one minute (bytes) | {:,} | {:,} | < 1,000,000: {} |".format(
+                w["ours_state_bytes"], w["baseline_state_bytes"], "met" if w["ours_state_bytes"] < 1_000_000 else "MISSED"),
+            "", "The state's size depends on the values: readings with two decimals, as sensors report, compress to",
+            "about 19 bytes a series; full-precision floats take more. Past WINDOW_STATE_BUDGET_BYTES (900,000) the",
+            "oldest minute is emitted early and its later readings become late partials: nothing is lost, and",
+            "Lambda's 1 MB limit (which would end the window early) is never reached.", ""]
+
+
 def envelope_libraries():
     """The scanner against sonic-rs and serde_json reading the envelope, in
     alternating rounds (functions/telemetry-core/examples/compare_envelopes.rs)."""
@@ -673,6 +725,8 @@ def report(results):
         lines += envelope_library_lines(r["envelope_libraries"])
     if r.get("commands"):
         lines += commands_lines(r["commands"])
+    if r.get("windows"):
+        lines += windows_lines(r["windows"])
     lines += ["## Prices", "",
               "us-east-1, from the AWS pricing pages (aws.amazon.com/cloudwatch/pricing, aws.amazon.com/lambda/pricing) as of %s:" % r["machine"]["date"],
               "PutMetricData $%.2f per 1,000 requests; CloudWatch Logs ingestion $%.2f per GB (what EMF costs instead of API calls);" % (PRICE_PUT_METRIC_DATA_PER_1000, PRICE_LOG_INGESTION_PER_GB),
@@ -689,7 +743,7 @@ def only(part):
     path = os.path.join(ROOT, "bench", "results.json")
     with open(path) as f:
         results = json.load(f)
-    measure = {"commands": commands_bench, "envelope_libraries": envelope_libraries}[part]
+    measure = {"commands": commands_bench, "envelope_libraries": envelope_libraries, "windows": windows_bench}[part]
     results[part] = measure()
     history = os.path.join(ROOT, "bench", "history.md")
     if os.path.exists(history):
@@ -736,6 +790,7 @@ def main():
     results["criterion"] = criterion()
     results["envelope_libraries"] = envelope_libraries()
     results["commands"] = commands_bench()
+    results["windows"] = windows_bench()
     history = os.path.join(ROOT, "bench", "history.md")
     if os.path.exists(history):
         with open(history) as f:
