@@ -85,11 +85,18 @@ fn main() {
         .unwrap_or(20);
     let settings = WindowSettings::default();
 
-    let names: Vec<String> = (0..DEVICES).map(|d| format!("temp-sensor-{d:03}")).collect();
+    let names: Vec<String> = (0..DEVICES)
+        .map(|d| format!("temp-sensor-{d:03}"))
+        .collect();
     let readings: Vec<Reading> = (0..RECORDS)
         .map(|i| {
             let at = T0_MS + (i / DEVICES) as i64 * 1000;
-            reading(&names[i % DEVICES], "temperature", 17.0 + (i % 97) as f64 * 0.0731, at)
+            reading(
+                &names[i % DEVICES],
+                "temperature",
+                17.0 + (i % 97) as f64 * 0.0731,
+                at,
+            )
         })
         .collect();
     let fold_best_s = best(runs * 5, || {
@@ -136,7 +143,12 @@ fn main() {
     let mut windows = Windows::default();
     let folding = windows.folding(settings, None);
     let mut seed = 1u64;
-    let bases = [("temperature", 20.0), ("humidity", 50.0), ("pressure", 1000.0), ("co2", 400.0)];
+    let bases = [
+        ("temperature", 20.0),
+        ("humidity", 50.0),
+        ("pressure", 1000.0),
+        ("co2", 400.0),
+    ];
     let devices: Vec<String> = (0..10_000).map(|d| format!("sensor-{d}")).collect();
     for second in 0..60 {
         for (d, device) in devices.iter().enumerate() {
