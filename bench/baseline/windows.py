@@ -33,6 +33,17 @@ def window_event():
             "isWindowTerminatedEarly": False}
 
 
+def fold(state, key, value):
+    entry = state.get(key)
+    if entry is None:
+        state[key] = [1, value, value, value]
+    else:
+        entry[0] += 1
+        entry[1] = min(entry[1], value)
+        entry[2] = max(entry[2], value)
+        entry[3] += value
+
+
 def handler(event, context=None):
     state = dict(event.get("state") or {})
     stream = KinesisStreamEvent(event)
@@ -44,15 +55,7 @@ def handler(event, context=None):
         for metric, value in reading.items():
             if metric in ("timestamp", "device") or not isinstance(value, (int, float)):
                 continue
-            key = "%s|%s|%d" % (reading["device"], metric, at // BUCKET_S * BUCKET_S)
-            entry = state.get(key)
-            if entry is None:
-                state[key] = [1, value, value, value]
-            else:
-                entry[0] += 1
-                entry[1] = min(entry[1], value)
-                entry[2] = max(entry[2], value)
-                entry[3] += value
+            fold(state, "%s|%s|%d" % (reading["device"], metric, at // BUCKET_S * BUCKET_S), value)
     emitted = 0
     final = event.get("isFinalInvokeForWindow", False)
     for key in list(state):
@@ -72,15 +75,7 @@ def big_state():
             for metric, base in bases:
                 seed = (seed * 6364136223846793005 + 1442695040888963407) % (1 << 64)
                 value = round((base + ((seed >> 33) % 1000) / 100.0) * 100.0) / 100.0
-                key = "sensor-%d|%s|%d" % (d, metric, T0_S)
-                entry = state.get(key)
-                if entry is None:
-                    state[key] = [1, value, value, value]
-                else:
-                    entry[0] += 1
-                    entry[1] = min(entry[1], value)
-                    entry[2] = max(entry[2], value)
-                    entry[3] += value
+                fold(state, "sensor-%d|%s|%d" % (d, metric, T0_S), value)
     return state
 
 
