@@ -154,6 +154,14 @@ impl Delivery {
         self.error = Some(error);
     }
 
+    /// Adds what `other` reports (another backend's part of the work).
+    pub fn absorb(&mut self, other: Delivery) {
+        self.retry.extend(other.retry);
+        self.refused.extend(other.refused);
+        self.error = other.error.or(self.error.take());
+        self.api_calls += other.api_calls;
+    }
+
     /// Sorts and de-duplicates the message lists (a message whose readings
     /// went out in several requests may fail in more than one).
     pub fn settle(&mut self) {

@@ -5,7 +5,9 @@
 
 use telemetry_aws::app::{CountsPublisher, MetricsApp};
 use telemetry_core::config::{MetricsConfig, SettingError, WindowsConfig};
-use telemetry_core::invocation::windows::WindowOutputs;
+use telemetry_core::invocation::windows::{WindowCounts, WindowOutputs};
+use telemetry_core::invocation::Invocation;
+use telemetry_core::outcome::{Response, RetryLater};
 use telemetry_core::warehouse::TableWriter;
 use telemetry_core::window::Outputs;
 use telemetry_warehouse::{build_writer, WarehouseConfig};
@@ -63,6 +65,25 @@ impl WindowsApp {
             windows,
             table,
         })
+    }
+
+    /// One invocation, with this app's settings, outputs and dead letters.
+    pub async fn process(
+        &self,
+        event: &[u8],
+        invocation: Invocation<'_>,
+    ) -> Result<(Response, WindowCounts), RetryLater> {
+        self.metrics
+            .config
+            .settings
+            .process_windows(
+                self.windows.window,
+                event,
+                invocation,
+                self.outputs(),
+                self.metrics.dead_letters.as_ref(),
+            )
+            .await
     }
 
     pub fn outputs(&self) -> WindowOutputs<'_> {

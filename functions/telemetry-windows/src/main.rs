@@ -27,18 +27,7 @@ async fn main() -> Result<(), Error> {
 async fn handle(app: &WindowsApp, event: Bytes, context: Context) -> Result<Value, Diagnostic> {
     let now_ms = telemetry_aws::raw_event::now_ms();
     let invocation = Invocation::new(&context.request_id, now_ms).until(deadline_ms(&context));
-    let outcome = app
-        .metrics
-        .config
-        .settings
-        .process_windows(
-            app.windows.window,
-            &event,
-            invocation,
-            app.outputs(),
-            app.metrics.dead_letters.as_ref(),
-        )
-        .await;
+    let outcome = app.process(&event, invocation).await;
     let counts = match &outcome {
         Ok((_, counts)) => counts.clone(),
         Err(retry) => telemetry_core::invocation::windows::WindowCounts {

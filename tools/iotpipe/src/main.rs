@@ -143,16 +143,7 @@ async fn replay(function: Function, args: ReplayArgs) -> Result<(), String> {
                 let event = chain_state(event, state.take())
                     .map_err(|error| format!("{}: {error}", file.display()))?;
                 let result = app
-                    .metrics
-                    .config
-                    .settings
-                    .process_windows(
-                        app.windows.window,
-                        &event,
-                        Invocation::new(&format!("windows-{index}"), clock),
-                        app.outputs(),
-                        app.metrics.dead_letters.as_ref(),
-                    )
+                    .process(&event, Invocation::new(&format!("windows-{index}"), clock))
                     .await;
                 print!("{}: ", file.display());
                 match result {

@@ -23,5 +23,6 @@ pub(super) fn event<'a>(
         kind: EventKind::EventBridge,
         messages: vec![message],
         http: None,
+        window: None,
     }
 }

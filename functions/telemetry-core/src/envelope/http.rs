@@ -81,6 +81,7 @@ pub(super) fn parse_http<'a>(top: &TopLevel<'a>) -> Result<Envelope<'a>, Envelop
         kind: EventKind::PubSubHttp,
         messages: vec![message],
         http: Some(http),
+        window: None,
     })
 }
 

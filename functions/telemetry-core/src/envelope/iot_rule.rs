@@ -18,6 +18,7 @@ pub(super) fn rule_output(event: &[u8]) -> Envelope<'_> {
             Cow::Borrowed(event),
         )],
         http: None,
+        window: None,
     }
 }
 
@@ -38,5 +39,6 @@ pub(super) fn parse_iot_batch(event: &str) -> Result<Envelope<'_>, EnvelopeError
         kind: EventKind::IotRule,
         messages,
         http: None,
+        window: None,
     })
 }

@@ -3,12 +3,14 @@
 //! `isWindowTerminatedEarly`, and reads `{"state", "batchItemFailures"}`
 //! back. `aws_lambda_events`'s `KinesisTimeWindowEvent` types `state` as
 //! string -> string, which AWS's own documented example (`{"1": 282}`)
-//! does not parse as, so these small strict types are ours.
+//! does not parse as, so these small strict types are ours. They are read in
+//! the same pass over the event's top level as its records.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::EnvelopeError;
+use super::{EnvelopeError, TopLevel};
 
 /// The window part of an event (the records are read by `parse_event`).
 #[derive(Debug, Clone, PartialEq)]
@@ -27,32 +29,19 @@ pub struct TumblingWindow {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WindowFields {
-    window: Option<WindowRange>,
-    #[serde(default)]
-    state: Option<Value>,
-    #[serde(default)]
-    shard_id: Option<String>,
-    #[serde(default)]
-    is_final_invoke_for_window: Option<bool>,
-    #[serde(default)]
-    is_window_terminated_early: Option<bool>,
-}
-
-#[derive(Deserialize)]
 struct WindowRange {
     start: String,
     end: String,
 }
 
-/// The tumbling window of a Kinesis event, `None` when it has none (a
-/// stream mapping without `TumblingWindowInSeconds`, or another trigger).
-pub fn parse_tumbling_window(event: &[u8]) -> Result<Option<TumblingWindow>, EnvelopeError> {
-    let fields: WindowFields = serde_json::from_slice(event).map_err(EnvelopeError::NotJson)?;
-    let Some(range) = fields.window else {
+/// The tumbling window of an event with `Records`, read from the same pass
+/// over the top level as the records; `None` when it has none (a stream
+/// mapping without `TumblingWindowInSeconds`, or another trigger).
+pub(super) fn tumbling_window(top: &TopLevel<'_>) -> Result<Option<TumblingWindow>, EnvelopeError> {
+    let Some(window) = top.window else {
         return Ok(None);
     };
+    let range: WindowRange = field("window", window)?;
     let start_ms = rfc3339_ms("window.start", &range.start)?;
     let end_ms = rfc3339_ms("window.end", &range.end)?;
     if end_ms <= start_ms {
@@ -61,14 +50,38 @@ pub fn parse_tumbling_window(event: &[u8]) -> Result<Option<TumblingWindow>, Env
             why: format!("end {} is not after start {}", range.end, range.start),
         });
     }
+    let flag = |name: &'static str, raw: Option<&RawValue>| -> Result<bool, EnvelopeError> {
+        Ok(raw
+            .map(|raw| field::<Option<bool>>(name, raw))
+            .transpose()?
+            .flatten()
+            .unwrap_or(false))
+    };
     Ok(Some(TumblingWindow {
         start_ms,
         end_ms,
-        state: fields.state,
-        shard_id: fields.shard_id,
-        is_final: fields.is_final_invoke_for_window.unwrap_or(false),
-        terminated_early: fields.is_window_terminated_early.unwrap_or(false),
+        state: top
+            .state
+            .map(|raw| field::<Value>("state", raw))
+            .transpose()?,
+        shard_id: top
+            .shard_id
+            .map(|raw| field::<Option<String>>("shardId", raw))
+            .transpose()?
+            .flatten(),
+        is_final: flag("isFinalInvokeForWindow", top.is_final_invoke_for_window)?,
+        terminated_early: flag("isWindowTerminatedEarly", top.is_window_terminated_early)?,
     }))
+}
+
+fn field<'a, T: Deserialize<'a>>(
+    name: &'static str,
+    raw: &'a RawValue,
+) -> Result<T, EnvelopeError> {
+    serde_json::from_str(raw.get()).map_err(|error| EnvelopeError::InvalidField {
+        field: name,
+        why: format!("{}: {error}", raw.get()),
+    })
 }
 
 fn rfc3339_ms(field: &'static str, text: &str) -> Result<i64, EnvelopeError> {
@@ -120,17 +133,20 @@ mod tests {
         "isWindowTerminatedEarly": false
     }"#;
 
+    fn window_of(event: &[u8]) -> Result<Option<TumblingWindow>, EnvelopeError> {
+        parse_event(event).map(|envelope| envelope.window)
+    }
+
     #[test]
     fn reads_aws_documented_example() {
-        let window = parse_tumbling_window(AWS_EXAMPLE.as_bytes())
-            .unwrap()
-            .unwrap();
+        let window = window_of(AWS_EXAMPLE.as_bytes()).unwrap().unwrap();
         assert_eq!(window.start_ms, 1_607_497_440_000);
         assert_eq!(window.end_ms, 1_607_497_560_000);
         assert_eq!(window.state, Some(serde_json::json!({"1": 282, "2": 715})));
         assert_eq!(window.shard_id.as_deref(), Some("shardId-000000000006"));
         assert!(!window.is_final && !window.terminated_early);
         let envelope = parse_event(AWS_EXAMPLE.as_bytes()).unwrap();
+        assert!(envelope.window.is_some());
         assert_eq!(envelope.kind, EventKind::Kinesis);
         assert_eq!(
             &*envelope.messages[0].payload.bytes(),
@@ -140,16 +156,22 @@ mod tests {
 
     #[test]
     fn an_event_without_a_window_has_none_and_a_bad_window_names_its_field() {
-        assert_eq!(parse_tumbling_window(br#"{"Records": []}"#).unwrap(), None);
+        assert_eq!(window_of(br#"{"Records": []}"#).unwrap(), None);
         let bad =
             br#"{"Records": [], "window": {"start": "yesterday", "end": "2020-12-09T07:06:00Z"}}"#;
-        let error = parse_tumbling_window(bad).unwrap_err().to_string();
+        let error = window_of(bad).unwrap_err().to_string();
         assert!(
             error.contains("window.start") && error.contains("yesterday"),
             "{error}"
         );
         let backwards =
-            br#"{"window": {"start": "2020-12-09T07:06:00Z", "end": "2020-12-09T07:04:00Z"}}"#;
-        assert!(parse_tumbling_window(backwards).is_err());
+            br#"{"Records": [], "window": {"start": "2020-12-09T07:06:00Z", "end": "2020-12-09T07:04:00Z"}}"#;
+        assert!(window_of(backwards).is_err());
+        let not_a_flag = br#"{"Records": [], "window": {"start": "2020-12-09T07:04:00Z", "end": "2020-12-09T07:06:00Z"}, "isFinalInvokeForWindow": "yes"}"#;
+        let error = window_of(not_a_flag).unwrap_err().to_string();
+        assert!(
+            error.contains("isFinalInvokeForWindow") && error.contains("yes"),
+            "{error}"
+        );
     }
 }

@@ -205,6 +205,8 @@ pub struct Envelope<'a> {
     pub messages: Vec<RawMessage<'a>>,
     /// Present for [`EventKind::PubSubHttp`].
     pub http: Option<HttpRequestInfo>,
+    /// Present for Kinesis with a tumbling window (`TumblingWindowInSeconds`).
+    pub window: Option<kinesis_window::TumblingWindow>,
 }
 
 /// The event as a whole could not be understood.
@@ -239,6 +241,12 @@ struct TopLevel<'a> {
     is_base64_encoded: Option<&'a RawValue>,
     query_string_parameters: Option<&'a RawValue>,
     raw_query_string: Option<&'a RawValue>,
+    // Kinesis tumbling window
+    window: Option<&'a RawValue>,
+    state: Option<&'a RawValue>,
+    shard_id: Option<&'a RawValue>,
+    is_final_invoke_for_window: Option<&'a RawValue>,
+    is_window_terminated_early: Option<&'a RawValue>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for TopLevel<'a> {
@@ -272,6 +280,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for TopLevel<'a> {
                         "isBase64Encoded" => top.is_base64_encoded = Some(raw),
                         "queryStringParameters" => top.query_string_parameters = Some(raw),
                         "rawQueryString" => top.raw_query_string = Some(raw),
+                        "window" => top.window = Some(raw),
+                        "state" => top.state = Some(raw),
+                        "shardId" => top.shard_id = Some(raw),
+                        "isFinalInvokeForWindow" => top.is_final_invoke_for_window = Some(raw),
+                        "isWindowTerminatedEarly" => top.is_window_terminated_early = Some(raw),
                         _ => {}
                     }
                 }
@@ -339,10 +352,10 @@ fn parse_object_with_serde(event: &str) -> Result<Envelope<'_>, EnvelopeError> {
 /// Tells the shapes apart; `original` is the event's bytes (an IoT rule
 /// object is its own payload, byte for byte).
 fn envelope_from_top<'a>(
-    top: TopLevel<'a>,
+    mut top: TopLevel<'a>,
     original: &'a [u8],
 ) -> Result<Envelope<'a>, EnvelopeError> {
-    if let Some(records) = top.records {
+    if let Some(records) = top.records.take() {
         if let Some(error) = records.error {
             return Err(error);
         }
@@ -351,6 +364,7 @@ fn envelope_from_top<'a>(
             kind: records.kind.unwrap_or(EventKind::Sqs),
             messages: records.messages,
             http: None,
+            window: kinesis_window::tumbling_window(&top)?,
         });
     }
     if top.request_context.is_some() && top.body.is_some() {
@@ -391,11 +405,16 @@ pub fn content_id(payload: &[u8]) -> String {
     let digest = sha2::Sha256::digest(payload);
     let mut id = String::with_capacity(4 + 32);
     id.push_str("iot-");
-    for byte in &digest[..16] {
-        id.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        id.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
-    }
+    push_hex(&mut id, &digest[..16]);
     id
+}
+
+/// Appends `bytes` as lowercase hexadecimal (digests in ids).
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+    }
 }
 
 /// The text of a JSON string held as a raw value (unescaped when needed).

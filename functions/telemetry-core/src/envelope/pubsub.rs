@@ -52,6 +52,7 @@ pub(super) fn parse_push(message: &RawValue) -> Result<Envelope<'_>, EnvelopeErr
         kind: EventKind::PubSubPush,
         messages: vec![pubsub_message(message)],
         http: None,
+        window: None,
     })
 }
 

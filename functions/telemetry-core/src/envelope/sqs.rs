@@ -44,6 +44,7 @@ pub(super) fn scan_sqs_batch(event: &str) -> Scan<Envelope<'_>> {
         kind: EventKind::Sqs,
         messages,
         http: None,
+        window: None,
     })
 }
 

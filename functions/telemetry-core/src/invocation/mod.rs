@@ -25,7 +25,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::command::CommandRule;
-use crate::envelope::{parse_event, EventKind, HttpRequestInfo, RawMessage};
+use crate::envelope::{parse_event, EnvelopeError, EventKind, HttpRequestInfo, RawMessage};
 use crate::outcome::{Counts, Delivery, FailureKind, Response, RetryLater};
 use crate::payload::mapping::Mappings;
 use crate::sink::dead_letter::DeadLetter;
@@ -152,17 +152,11 @@ impl InvocationSettings {
         invocation: Invocation<'_>,
         dead_letters: &dyn DeadLetterSink,
     ) -> Result<(Response, Counts), RetryLater> {
-        let Invocation {
-            request_id, now_ms, ..
-        } = invocation;
+        let Invocation { now_ms, .. } = invocation;
         let envelope = match parse_event(event) {
             Ok(envelope) => envelope,
             Err(error) => {
-                let reason = format!("unreadable event: {error}");
-                tracing::warn!(%reason, "dead-lettering the whole event");
-                let letter = DeadLetter::whole_event(event, request_id, reason.clone(), now_ms);
-                let written = dead_letters.write(&[letter]).await;
-                return unreadable_event_outcome(reason, written);
+                return dead_letter_whole_event(event, &error, invocation, dead_letters).await
             }
         };
         if let Some(http) = &envelope.http {
@@ -303,6 +297,26 @@ impl Rejected {
         ));
         self.messages.push(index);
     }
+}
+
+/// Dead-letters an event that could not be unwrapped, whole, and answers
+/// for it: done, or retried when the letter could not be written.
+async fn dead_letter_whole_event(
+    event: &[u8],
+    error: &EnvelopeError,
+    invocation: Invocation<'_>,
+    dead_letters: &dyn DeadLetterSink,
+) -> Result<(Response, Counts), RetryLater> {
+    let reason = format!("unreadable event: {error}");
+    tracing::warn!(%reason, "dead-lettering the whole event");
+    let letter = DeadLetter::whole_event(
+        event,
+        invocation.request_id,
+        reason.clone(),
+        invocation.now_ms,
+    );
+    let written = dead_letters.write(&[letter]).await;
+    unreadable_event_outcome(reason, written)
 }
 
 /// The answer for an event that could not be unwrapped, once it was (or

@@ -146,20 +146,7 @@ impl Step for WarehouseStep<'_> {
                 })),
                 Err(error) => {
                     tracing::error!(%error, kind = ?error.kind, "rows not written");
-                    let messages: Vec<u32> = match &error.failed_rows {
-                        Some(indexes) => indexes
-                            .iter()
-                            .filter_map(|i| rows.messages.get(*i).copied())
-                            .collect(),
-                        None => rows.messages.clone(),
-                    };
-                    delivery.fail(&messages, error.to_string(), error.kind);
-                    let refused: Vec<u32> = error
-                        .refused_rows
-                        .iter()
-                        .filter_map(|i| rows.messages.get(*i).copied())
-                        .collect();
-                    delivery.fail(&refused, error.to_string(), FailureKind::Permanent);
+                    delivery.absorb(error.delivery(rows));
                 }
             }
         }
@@ -320,16 +307,26 @@ mod tests {
         assert_eq!((counts.readings_accepted, counts.dead_lettered), (2, 1));
     }
 
-    #[tokio::test]
-    async fn a_transient_table_failure_retries_only_that_tables_messages() {
+    /// The mixed batch loaded while `table` fails as `kind`.
+    async fn load_mixed_batch_failing(
+        table: &'static str,
+        kind: FailureKind,
+    ) -> (MemoryTables, Response, Counts) {
         let tables = MemoryTables {
-            failing: vec![("co2_emissions", FailureKind::Transient)],
+            failing: vec![(table, kind)],
             ..MemoryTables::default()
         };
         let (response, counts) = settings()
             .process_warehouse(&mixed_batch(), "req", NOW_MS, &tables)
             .await
             .unwrap();
+        (tables, response, counts)
+    }
+
+    #[tokio::test]
+    async fn a_transient_table_failure_retries_only_that_tables_messages() {
+        let (_, response, counts) =
+            load_mixed_batch_failing("co2_emissions", FailureKind::Transient).await;
         assert_eq!(
             response.batch_item_failures(),
             Some(&["co2".to_owned()][..])
@@ -339,14 +336,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_permanent_table_failure_dead_letters_that_tables_messages() {
-        let tables = MemoryTables {
-            failing: vec![("tweets", FailureKind::Permanent)],
-            ..MemoryTables::default()
-        };
-        let (response, counts) = settings()
-            .process_warehouse(&mixed_batch(), "req", NOW_MS, &tables)
-            .await
-            .unwrap();
+        let (tables, response, counts) =
+            load_mixed_batch_failing("tweets", FailureKind::Permanent).await;
         assert_eq!(response.batch_item_failures(), Some(&[][..]));
         let dead = tables.table("dead_letter");
         let ids: Vec<&Cell> = dead.iter().map(|row| &row[5]).collect();
@@ -359,14 +350,8 @@ mod tests {
 
     #[tokio::test]
     async fn when_dead_letters_cannot_be_written_their_messages_are_retried() {
-        let tables = MemoryTables {
-            failing: vec![("dead_letter", FailureKind::Transient)],
-            ..MemoryTables::default()
-        };
-        let (response, counts) = settings()
-            .process_warehouse(&mixed_batch(), "req", NOW_MS, &tables)
-            .await
-            .unwrap();
+        let (_, response, counts) =
+            load_mixed_batch_failing("dead_letter", FailureKind::Transient).await;
         assert_eq!(
             response.batch_item_failures(),
             Some(&["broken".to_owned()][..])

@@ -15,15 +15,17 @@
 //! `batchItemFailures` there would checkpoint past the window and drop the
 //! state holding earlier batches' readings, so none is given.
 
+use std::borrow::Cow;
+
 use serde_json::json;
 
-use crate::envelope::kinesis_window::{parse_tumbling_window, TumblingWindow};
+use crate::envelope::kinesis_window::TumblingWindow;
 use crate::envelope::parse_event;
 use crate::invocation::metrics::take_valid_readings;
 use crate::invocation::{
-    answer, unreadable_event_outcome, Invocation, InvocationSettings, Rejected,
+    answer, dead_letter_whole_event, Invocation, InvocationSettings, Rejected, Rejection,
 };
-use crate::outcome::{Counts, FailureKind, Response, RetryLater};
+use crate::outcome::{Counts, Delivery, Response, RetryLater};
 use crate::reading::Reading;
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::{DeadLetterSink, MetricsSink};
@@ -94,22 +96,21 @@ impl InvocationSettings {
         let Invocation {
             request_id, now_ms, ..
         } = invocation;
-        // Read: the records, then the window around them.
-        let read = parse_event(event)
-            .and_then(|envelope| parse_tumbling_window(event).map(|window| (envelope, window)));
-        let (envelope, window) = match read {
-            Ok(read) => read,
+        let envelope = match parse_event(event) {
+            Ok(envelope) => envelope,
             Err(error) => {
-                let reason = format!("unreadable event: {error}");
-                tracing::warn!(%reason, "dead-lettering the whole event");
-                let letter = DeadLetter::whole_event(event, request_id, reason.clone(), now_ms);
-                let written = dead_letters.write(&[letter]).await;
-                return unreadable_event_outcome(reason, written).map(|(_, counts)| {
-                    // A tumbling window's answer must carry a state, or
-                    // Lambda counts the invocation as failed.
-                    let response = Response::Window { state: json!({}) };
-                    (response, window_counts(counts))
-                });
+                return dead_letter_whole_event(event, &error, invocation, dead_letters)
+                    .await
+                    .map(|(_, counts)| {
+                        // A tumbling window's answer must carry a state, or
+                        // Lambda counts the invocation as failed.
+                        let response = Response::Window { state: json!({}) };
+                        let counts = WindowCounts {
+                            counts,
+                            ..WindowCounts::default()
+                        };
+                        (response, counts)
+                    });
             }
         };
         if let Some(http) = &envelope.http {
@@ -118,6 +119,7 @@ impl InvocationSettings {
             }
         }
         let messages = envelope.messages;
+        let window = envelope.window;
         let mut rejected = Rejected::default();
 
         // The state Lambda carried, or a fresh one when it is not ours.
@@ -148,7 +150,7 @@ impl InvocationSettings {
             let index = index as u32;
             readings.clear();
             let taken = match &message.problem {
-                Some(problem) => Err(crate::invocation::Rejection::new(problem.clone())),
+                Some(problem) => Err(Rejection::new(problem.clone())),
                 None => take_valid_readings(self, &mut readings, message, index, now_ms),
             };
             for reading in &readings {
@@ -203,7 +205,8 @@ impl InvocationSettings {
         let due = windows.due(settings, is_final);
         emission.emit(&mut windows, &due, false).await;
         let mut state = encode_state(&windows);
-        while !is_final && state_bytes(&state) > settings.state_budget_bytes {
+        let mut bytes = state_bytes(&state);
+        while !is_final && bytes > settings.state_budget_bytes {
             let early = windows.close_oldest_bucket(settings);
             if early.is_empty() {
                 break;
@@ -215,10 +218,11 @@ impl InvocationSettings {
             );
             emission.emit(&mut windows, &early, true).await;
             state = encode_state(&windows);
+            bytes = state_bytes(&state);
         }
         let mut counts = emission.counts;
         counts.series_in_state = windows.series.len();
-        counts.state_bytes = state_bytes(&state);
+        counts.state_bytes = bytes;
         let undelivered = !windows.series.is_empty() && is_final;
         let over_budget = !is_final && counts.state_bytes > settings.state_budget_bytes;
         if undelivered || over_budget {
@@ -273,71 +277,39 @@ impl Emission<'_, '_> {
             return;
         }
         let all = self.outputs.all();
-        // Per aggregate: outputs that took it (or dead-lettered it).
+        // Per aggregate: the outputs that took it, before (as the state
+        // remembers) or now; a dead-lettered refusal counts as taken.
         let mut taken: Vec<u8> = due
             .iter()
-            .map(|aggregate| {
-                windows
-                    .series
-                    .get(&aggregate.key)
-                    .map_or(all.0, |stats| stats.delivered)
-            })
+            .map(|aggregate| aggregate.stats.delivered)
             .collect();
         let mut refused: Vec<(usize, u8, String)> = Vec::new();
         if let Some(metrics) = self.outputs.metrics {
-            let owed = owed_by(due, &taken, Outputs::METRICS);
+            let owed = owed_by(&taken, Outputs::METRICS);
             if !owed.is_empty() {
-                let subset: Vec<Aggregate> = owed.iter().map(|&i| due[i].clone()).collect();
-                let mut delivery = metrics.send_aggregates(&subset).await;
-                delivery.settle();
+                let delivery = metrics.send_aggregates(&subset(due, &owed)).await;
                 self.counts.counts.api_calls += delivery.api_calls;
-                for (position, &index) in owed.iter().enumerate() {
-                    let position = position as u32;
-                    if delivery.retry.binary_search(&position).is_ok() {
-                        continue;
-                    }
-                    match delivery.refused.iter().find(|(p, _)| *p == position) {
-                        Some((_, reason)) => {
-                            refused.push((index, Outputs::METRICS, format!("metrics: {reason}")))
-                        }
-                        None => taken[index] |= Outputs::METRICS,
-                    }
-                }
+                settle(delivery, &owed, Outputs::METRICS, &mut taken, &mut refused);
             }
         }
         if let Some(table) = self.outputs.table {
-            let owed = owed_by(due, &taken, Outputs::TABLE);
+            let owed = owed_by(&taken, Outputs::TABLE);
             if !owed.is_empty() {
-                let subset: Vec<Aggregate> = owed.iter().map(|&i| due[i].clone()).collect();
-                let rows = aggregate_rows(&subset);
+                let rows = aggregate_rows(&subset(due, &owed));
                 self.table_writes += 1;
                 let name = format!(
                     "{}-{}",
                     batch_id(self.invocation.request_id, self.invocation.now_ms),
                     self.table_writes
                 );
-                match table.write(&rows, &name, self.invocation.now_ms).await {
-                    Ok(_) => owed
-                        .iter()
-                        .for_each(|&index| taken[index] |= Outputs::TABLE),
+                let delivery = match table.write(&rows, &name, self.invocation.now_ms).await {
+                    Ok(_) => Delivery::default(),
                     Err(error) => {
                         tracing::error!(%error, "window aggregates not written");
-                        let failed: Vec<usize> = match &error.failed_rows {
-                            None => (0..owed.len()).collect(),
-                            Some(rows) => rows.clone(),
-                        };
-                        for (position, &index) in owed.iter().enumerate() {
-                            if error.refused_rows.contains(&position)
-                                || (error.kind == FailureKind::Permanent
-                                    && failed.contains(&position))
-                            {
-                                refused.push((index, Outputs::TABLE, format!("table: {error}")));
-                            } else if !failed.contains(&position) {
-                                taken[index] |= Outputs::TABLE;
-                            }
-                        }
+                        error.delivery(&rows)
                     }
-                }
+                };
+                settle(delivery, &owed, Outputs::TABLE, &mut taken, &mut refused);
             }
         }
         if !refused.is_empty() {
@@ -360,13 +332,8 @@ impl Emission<'_, '_> {
             }
         }
         for (aggregate, outputs) in due.iter().zip(&taken) {
-            let was = windows
-                .series
-                .get(&aggregate.key)
-                .map(|stats| stats.delivered);
             windows.delivered(&aggregate.key, *outputs, all);
-            let done = *outputs & all.0 == all.0;
-            if done && was.is_some() {
+            if *outputs & all.0 == all.0 {
                 self.counts.aggregates_emitted += 1;
                 self.counts.late_aggregates += usize::from(aggregate.key.late);
                 self.counts.emitted_early += usize::from(early);
@@ -375,17 +342,51 @@ impl Emission<'_, '_> {
     }
 }
 
-/// Indexes of `due` that `output` has not taken yet.
-fn owed_by(due: &[Aggregate], taken: &[u8], output: u8) -> Vec<usize> {
-    (0..due.len())
+/// Indexes of the aggregates `output` has not taken yet.
+fn owed_by(taken: &[u8], output: u8) -> Vec<usize> {
+    (0..taken.len())
         .filter(|&index| taken[index] & output == 0)
         .collect()
 }
 
-fn window_counts(counts: Counts) -> WindowCounts {
-    WindowCounts {
-        counts,
-        ..WindowCounts::default()
+/// The aggregates of `due` at `owed`: `due` itself when all are owed (the
+/// usual case: every output takes a new aggregate at once).
+fn subset<'d>(due: &'d [Aggregate], owed: &[usize]) -> Cow<'d, [Aggregate]> {
+    if owed.len() == due.len() {
+        Cow::Borrowed(due)
+    } else {
+        Cow::Owned(owed.iter().map(|&index| due[index].clone()).collect())
+    }
+}
+
+/// Records what one output did with the aggregates at `owed` (its
+/// `delivery` counts positions within them): taken, refused for good (to
+/// be dead-lettered), or left for the next invocation.
+fn settle(
+    mut delivery: Delivery,
+    owed: &[usize],
+    output: u8,
+    taken: &mut [u8],
+    refused: &mut Vec<(usize, u8, String)>,
+) {
+    delivery.settle();
+    let name = if output == Outputs::METRICS {
+        "metrics"
+    } else {
+        "table"
+    };
+    for (position, &index) in owed.iter().enumerate() {
+        let position = position as u32;
+        if delivery.retry.binary_search(&position).is_ok() {
+            continue;
+        }
+        match delivery
+            .refused
+            .binary_search_by_key(&position, |(p, _)| *p)
+        {
+            Ok(at) => refused.push((index, output, format!("{name}: {}", delivery.refused[at].1))),
+            Err(_) => taken[index] |= output,
+        }
     }
 }
 
@@ -470,7 +471,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::outcome::Delivery;
+    use crate::outcome::{Delivery, FailureKind};
     use crate::sink::DeadLetterError;
     use crate::warehouse::tables::{Cell, TableRows};
     use crate::warehouse::TableWriteError;
@@ -484,6 +485,17 @@ mod tests {
         sent: Mutex<Vec<Aggregate>>,
         failures: Mutex<usize>,
         kind: Option<FailureKind>,
+    }
+
+    impl Metrics {
+        /// Fails its first call as `kind`, then takes everything.
+        fn failing_once(kind: FailureKind) -> Metrics {
+            Metrics {
+                failures: Mutex::new(1),
+                kind: Some(kind),
+                ..Metrics::default()
+            }
+        }
     }
 
     #[async_trait]
@@ -724,11 +736,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_output_that_fails_for_now_gets_the_aggregate_on_the_next_invocation_only() {
-        let metrics = Metrics {
-            failures: Mutex::new(1),
-            kind: Some(FailureKind::Transient),
-            ..Metrics::default()
-        };
+        let metrics = Metrics::failing_once(FailureKind::Transient);
         let (tables, letters) = (Tables::default(), Letters::default());
         let first = event(
             &[("a", 1.0, T0), ("a", 2.0, T0 + 2 * MINUTE)],
@@ -757,11 +765,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_an_output_refuses_for_good_is_dead_lettered_with_its_numbers() {
-        let metrics = Metrics {
-            failures: Mutex::new(1),
-            kind: Some(FailureKind::Permanent),
-            ..Metrics::default()
-        };
+        let metrics = Metrics::failing_once(FailureKind::Permanent);
         let (tables, letters) = (Tables::default(), Letters::default());
         let (_, counts) = invoke(
             &event(&[("a", 4.5, T0)], &json!({}), true),
@@ -784,11 +788,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_final_invocation_fails_whole_when_an_aggregate_is_not_delivered() {
-        let metrics = Metrics {
-            failures: Mutex::new(1),
-            kind: Some(FailureKind::Transient),
-            ..Metrics::default()
-        };
+        let metrics = Metrics::failing_once(FailureKind::Transient);
         let (tables, letters) = (Tables::default(), Letters::default());
         let error = invoke(
             &event(&[("a", 1.0, T0)], &json!({}), true),

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde_json::json;
 
-use crate::envelope::RawMessage;
-use crate::outcome::FailureKind;
+use crate::envelope::{push_hex, RawMessage};
+use crate::outcome::{Delivery, FailureKind};
 use crate::payload::timestamp::TimestampFormat;
 use crate::reading::Reading;
 use crate::sink::dead_letter::DeadLetter;
@@ -76,6 +76,31 @@ impl TableWriteError {
             refused_rows: refused.into_iter().map(|(index, _)| index).collect(),
             ..TableWriteError::all(rows, destination, String::new(), FailureKind::Permanent)
         }
+    }
+}
+
+impl TableWriteError {
+    /// The failure per message of `rows` (`TableRows::messages`): the
+    /// failed rows' messages retried or refused as `kind` says, the refused
+    /// rows' messages refused.
+    pub fn delivery(&self, rows: &TableRows) -> Delivery {
+        let messages_of = |indexes: &[usize]| -> Vec<u32> {
+            indexes
+                .iter()
+                .filter_map(|index| rows.messages.get(*index).copied())
+                .collect()
+        };
+        let failed = match &self.failed_rows {
+            Some(indexes) => messages_of(indexes),
+            None => rows.messages.clone(),
+        };
+        let mut delivery = Delivery::failed(&failed, self.to_string(), self.kind);
+        delivery.fail(
+            &messages_of(&self.refused_rows),
+            self.to_string(),
+            FailureKind::Permanent,
+        );
+        delivery
     }
 }
 
@@ -264,10 +289,8 @@ pub fn aggregate_rows(aggregates: &[Aggregate]) -> TableRows {
         ] {
             digest.update(number.to_le_bytes());
         }
-        let id: String = digest.finalize()[..12]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
+        let mut id = String::with_capacity(24);
+        push_hex(&mut id, &digest.finalize()[..12]);
         rows.rows.push(vec![
             Cell::Timestamp(key.bucket_start_ms),
             Cell::Timestamp(aggregate.bucket_end_ms),

@@ -188,22 +188,14 @@ impl Windows {
     /// window's final invocation. Sorted by bucket, device, metric.
     pub fn due(&mut self, settings: WindowSettings, is_final: bool) -> Vec<Aggregate> {
         if let Some(watermark) = self.watermark_ms {
-            let closed = watermark - settings.allowed_lateness_ms;
-            self.closed_end_ms = Some(self.closed_end_ms.map_or(closed, |c| c.max(closed)));
+            self.close_through(watermark - settings.allowed_lateness_ms);
         }
         let closed_end = self.closed_end_ms;
-        let mut due: Vec<Aggregate> = self
-            .series
-            .iter()
-            .filter(|(key, _)| {
-                is_final
-                    || key.late
-                    || closed_end.is_some_and(|c| key.bucket_start_ms + settings.bucket_ms <= c)
-            })
-            .map(|(key, stats)| aggregate(key, stats, settings))
-            .collect();
-        due.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        due
+        self.aggregates_where(settings, |key| {
+            is_final
+                || key.late
+                || closed_end.is_some_and(|c| key.bucket_start_ms + settings.bucket_ms <= c)
+        })
     }
 
     /// The oldest bucket still open, emitted early because the state is
@@ -218,16 +210,34 @@ impl Windows {
         else {
             return Vec::new();
         };
-        let end = oldest + settings.bucket_ms;
-        self.closed_end_ms = Some(self.closed_end_ms.map_or(end, |c| c.max(end)));
-        let mut due: Vec<Aggregate> = self
+        self.close_through(oldest + settings.bucket_ms);
+        self.aggregates_where(settings, |key| key.bucket_start_ms == oldest)
+    }
+
+    /// Buckets ending at or before `end_ms` are closed (never reopened).
+    fn close_through(&mut self, end_ms: i64) {
+        self.closed_end_ms = Some(self.closed_end_ms.map_or(end_ms, |c| c.max(end_ms)));
+    }
+
+    /// The aggregates of the series `keep` picks, sorted by bucket, device,
+    /// metric.
+    fn aggregates_where(
+        &self,
+        settings: WindowSettings,
+        keep: impl Fn(&SeriesKey) -> bool,
+    ) -> Vec<Aggregate> {
+        let mut picked: Vec<Aggregate> = self
             .series
             .iter()
-            .filter(|(key, _)| key.bucket_start_ms == oldest)
-            .map(|(key, stats)| aggregate(key, stats, settings))
+            .filter(|(key, _)| keep(key))
+            .map(|(key, stats)| Aggregate {
+                key: key.clone(),
+                bucket_end_ms: key.bucket_start_ms + settings.bucket_ms,
+                stats: *stats,
+            })
             .collect();
-        due.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        due
+        picked.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        picked
     }
 
     /// Records what `outputs` took of `aggregate`; forgets the series once
@@ -239,14 +249,6 @@ impl Windows {
                 self.series.remove(key);
             }
         }
-    }
-}
-
-fn aggregate(key: &SeriesKey, stats: &Stats, settings: WindowSettings) -> Aggregate {
-    Aggregate {
-        key: key.clone(),
-        bucket_end_ms: key.bucket_start_ms + settings.bucket_ms,
-        stats: *stats,
     }
 }
 
