@@ -63,6 +63,15 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// An empty directory of this test process's own under the system's
+/// temporary directory (whatever an earlier run left there is removed).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("iotpipe-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
 /// A function binary built by `cargo build` (the Makefile builds them
 /// before the tests run).
 pub fn function_binary(name: &str) -> PathBuf {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e_tests::{duckdb_query, repo_root, Sample};
+use e2e_tests::{duckdb_query, repo_root, scratch_dir, Sample};
 use serde_json::{json, Value};
 use telemetry_core::config::pipeline_file::PipelineFile;
 use telemetry_core::invocation::InvocationSettings;
@@ -16,12 +16,6 @@ fn warehouse() -> InvocationSettings {
     PipelineFile::load(&repo_root().join("config/reference-pipelines.toml"))
         .unwrap()
         .into()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("iotpipe-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 async fn ingest(dir: &Path, file: &str, request_id: &str) -> Value {
@@ -64,7 +58,7 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn reference_tables_land_as_parquet_that_duckdb_reads() {
-    let dir = temp_dir("warehouse");
+    let dir = scratch_dir("warehouse");
     let samples = [
         "sqs--temp.json",
         "iot-rule--batch.json",
@@ -240,7 +234,7 @@ async fn reference_tables_land_as_parquet_that_duckdb_reads() {
 
 #[tokio::test]
 async fn hostile_device_names_are_data_and_duplicates_are_removable_by_query() {
-    let dir = temp_dir("hostile");
+    let dir = scratch_dir("hostile");
     let writer = ParquetTables {
         store: LocalDirectory { root: dir.clone() },
     };
@@ -285,7 +279,7 @@ async fn hostile_device_names_are_data_and_duplicates_are_removable_by_query() {
 
 #[test]
 fn make_query_runs_the_reference_query() {
-    let dir = temp_dir("query");
+    let dir = scratch_dir("query");
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(ingest(&dir, "sqs--temp.json", "q"));

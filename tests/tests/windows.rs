@@ -13,17 +13,10 @@ use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_smithy_types::DateTime;
 use base64::Engine;
 use e2e_tests::runtime::{Function, LocalRuntime};
-use e2e_tests::{duckdb_query, repo_root, sdk_config, MotoServer};
+use e2e_tests::{duckdb_query, repo_root, scratch_dir, sdk_config, MotoServer};
 use serde_json::{json, Value};
 
 const WINDOW_START_S: i64 = 1_645_938_000; // events/windows' Lambda window
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("iotpipe-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The sequence's events, every time in them moved by `shift_s` seconds.
 fn shifted_sequence(shift_s: i64) -> Vec<Value> {
@@ -80,8 +73,8 @@ async fn a_window_sequence_through_the_binary_matches_the_independent_totals() {
 
     let moto = MotoServer::start();
     let sdk = sdk_config(&moto.endpoint).await;
-    let warehouse = scratch("windows-warehouse");
-    let letters = scratch("windows-dead-letters");
+    let warehouse = scratch_dir("windows-warehouse");
+    let letters = scratch_dir("windows-dead-letters");
     let runtime = LocalRuntime::start();
     let mut env = moto.env();
     env.extend([
@@ -192,7 +185,7 @@ async fn a_window_sequence_through_the_binary_matches_the_independent_totals() {
 fn aws_documented_example_is_answered_with_a_state_and_its_parts_dead_lettered() {
     // The Lambda developer guide's KinesisTimeWindowEvent: a foreign
     // `state` ({"1": 282, "2": 715}) and a record that is not telemetry.
-    let letters = scratch("windows-aws-example");
+    let letters = scratch_dir("windows-aws-example");
     let runtime = LocalRuntime::start();
     let _function = Function::start_binary(
         "telemetry-windows",
