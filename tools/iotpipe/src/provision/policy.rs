@@ -1,0 +1,148 @@
+//! The device policy, taken from `infra/template.yaml` (the document the
+//! stack deploys) and resolved as CloudFormation's `!Sub` would for this
+//! account: `${!iot:...}` stays the policy variable `${iot:...}`, so a
+//! certificate connects only as its own thing and publishes and subscribes
+//! only under its own topics.
+
+use serde_json::{Map, Value};
+use serde_yaml::Value as Yaml;
+
+/// The template compiled in, so an installed `iotpipe` provisions the same
+/// policy the stack deploys; `--template` reads another.
+pub const TEMPLATE: &str = include_str!("../../../../infra/template.yaml");
+
+/// What `!Sub` may name in the device policy.
+pub struct Substitutions<'a> {
+    pub partition: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub topic_prefix: &'a str,
+}
+
+/// The template's `TopicPrefix` default.
+pub fn default_topic_prefix(template: &str) -> Result<String, String> {
+    let template: Yaml = serde_yaml::from_str(template).map_err(|error| error.to_string())?;
+    template["Parameters"]["TopicPrefix"]["Default"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "no Parameters.TopicPrefix.Default".to_owned())
+}
+
+/// `Resources.DevicePolicy.Properties.PolicyDocument`, resolved, as JSON.
+pub fn device_policy(template: &str, names: &Substitutions) -> Result<String, String> {
+    let template: Yaml = serde_yaml::from_str(template).map_err(|error| error.to_string())?;
+    let document = &template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"];
+    if document.is_null() {
+        return Err("no Resources.DevicePolicy.Properties.PolicyDocument".into());
+    }
+    let json = resolve(document, names)?;
+    Ok(serde_json::to_string(&json).expect("JSON values serialise"))
+}
+
+fn resolve(value: &Yaml, names: &Substitutions) -> Result<Value, String> {
+    Ok(match value {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(boolean) => Value::Bool(*boolean),
+        Yaml::Number(number) => serde_json::to_value(number).map_err(|error| error.to_string())?,
+        Yaml::String(text) => Value::String(text.clone()),
+        Yaml::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| resolve(item, names))
+                .collect::<Result<_, _>>()?,
+        ),
+        Yaml::Mapping(mapping) => {
+            let mut object = Map::with_capacity(mapping.len());
+            for (key, value) in mapping {
+                let key = key
+                    .as_str()
+                    .ok_or_else(|| format!("a key that is not text: {key:?}"))?;
+                object.insert(key.to_owned(), resolve(value, names)?);
+            }
+            Value::Object(object)
+        }
+        Yaml::Tagged(tagged) if tagged.tag == "!Sub" => match &tagged.value {
+            Yaml::String(text) => Value::String(substitute(text, names)?),
+            other => return Err(format!("!Sub of something other than text: {other:?}")),
+        },
+        Yaml::Tagged(tagged) => {
+            return Err(format!(
+                "{} in the device policy: only !Sub is resolved locally",
+                tagged.tag
+            ))
+        }
+    })
+}
+
+/// `!Sub`: `${AWS::Partition}`, `${AWS::Region}`, `${AWS::AccountId}`,
+/// `${TopicPrefix}`; `${!x}` is the literal `${x}`.
+pub fn substitute(text: &str, names: &Substitutions) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{text:?}: an unclosed ${{"))?;
+        let name = &after[..end];
+        match name.strip_prefix('!') {
+            Some(literal) => {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            }
+            None => out.push_str(match name {
+                "AWS::Partition" => names.partition,
+                "AWS::Region" => names.region,
+                "AWS::AccountId" => names.account,
+                "TopicPrefix" => names.topic_prefix,
+                other => return Err(format!("{text:?}: ${{{other}}} cannot be resolved locally")),
+            }),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: Substitutions = Substitutions {
+        partition: "aws",
+        region: "eu-west-1",
+        account: "111122223333",
+        topic_prefix: "plant",
+    };
+
+    #[test]
+    fn the_templates_policy_resolves_with_its_policy_variables_kept() {
+        assert_eq!(default_topic_prefix(TEMPLATE).unwrap(), "devices");
+        let document: Value = serde_json::from_str(&device_policy(TEMPLATE, &NAMES).unwrap()).unwrap();
+        assert_eq!(document["Version"], "2012-10-17");
+        let text = document.to_string();
+        assert!(text.contains(
+            "arn:aws:iot:eu-west-1:111122223333:client/${iot:Connection.Thing.ThingName}"
+        ));
+        assert!(text.contains(
+            "arn:aws:iot:eu-west-1:111122223333:topic/plant/${iot:Connection.Thing.ThingName}/telemetry"
+        ));
+        assert!(!text.contains("${AWS::") && !text.contains("${!") && !text.contains("TopicPrefix"));
+        assert!(!text.contains("iot:ClientId"), "client ids are chosen by the device");
+    }
+
+    #[test]
+    fn substitution_errors_name_the_piece() {
+        assert_eq!(
+            substitute("a/${TopicPrefix}/${!iot:ClientId}", &NAMES).unwrap(),
+            "a/plant/${iot:ClientId}"
+        );
+        assert!(substitute("${Bucket}", &NAMES).unwrap_err().contains("${Bucket}"));
+        assert!(substitute("x${AWS::Region", &NAMES).unwrap_err().contains("unclosed"));
+        let template = "Resources:\n  DevicePolicy:\n    Properties:\n      PolicyDocument:\n        Resource: !GetAtt X.Arn\n";
+        assert!(device_policy(template, &NAMES).unwrap_err().contains("!GetAtt"));
+        assert!(device_policy("Resources: {}", &NAMES).unwrap_err().contains("DevicePolicy"));
+    }
+}

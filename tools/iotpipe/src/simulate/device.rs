@@ -1,0 +1,274 @@
+//! One simulated device on its own MQTT connection: a producer that
+//! publishes at the device's rate, and the connection's event loop, which
+//! counts acknowledgements, applies commands and reconnects.
+//!
+//! Nothing the user asked for is lost across a dropped connection. The
+//! session is persistent (`clean_session = false`), and rumqttc moves
+//! unacknowledged publishes to `EventLoop::pending` when the connection
+//! fails; but it clears that list when the broker answers the reconnect
+//! with `session_present = false` (a broker restarted without persistence).
+//! So the device takes the pending list itself after every failure and
+//! puts it back after every successful connect: the broker gets them again
+//! either way (at least once, as QoS 1 promises).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, Incoming, MqttOptions, Outgoing, QoS,
+    Request,
+};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use super::fleet::Device;
+use super::Reporter;
+
+/// What every device of a run does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Messages per device.
+    pub messages: u64,
+    /// Time between two messages of one device; `None`: as fast as the
+    /// connection takes them.
+    pub interval: Option<Duration>,
+    pub qos: QoS,
+    /// How long to keep trying when the broker is unreachable or has not
+    /// acknowledged everything after the last publish.
+    pub patience: Duration,
+}
+
+/// Counts shared with the progress bar, summed over devices.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub reconnections: AtomicU64,
+}
+
+/// How one device's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceOutcome {
+    pub name: String,
+    pub sent: u64,
+    pub acknowledged: u64,
+    pub reconnections: u64,
+    /// Why it stopped early, if it did.
+    pub gave_up: Option<String>,
+}
+
+impl DeviceOutcome {
+    pub fn failed(&self) -> u64 {
+        self.sent - self.acknowledged.min(self.sent)
+    }
+}
+
+/// Runs one device until it has sent `plan.messages` (or `stop` fires) and
+/// the broker has acknowledged them (or `plan.patience` runs out).
+pub async fn run_device(
+    name: String,
+    device: Box<dyn Device>,
+    options: MqttOptions,
+    plan: Plan,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+    reporter: Reporter,
+) -> DeviceOutcome {
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let command_topic = device.command_topic().map(str::to_owned);
+    let device = Arc::new(Mutex::new(device));
+    let sent = Arc::new(AtomicU64::new(0));
+    let producer_done = Arc::new(AtomicBool::new(false));
+
+    let producer = {
+        let (client, device, sent, done, counters) = (
+            client.clone(),
+            device.clone(),
+            sent.clone(),
+            producer_done.clone(),
+            counters.clone(),
+        );
+        let plan = plan.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let mut ticker = plan.interval.map(|interval| {
+                let mut ticker = tokio::time::interval(interval);
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                ticker
+            });
+            for _ in 0..plan.messages {
+                if let Some(ticker) = ticker.as_mut() {
+                    tokio::select! {
+                        _ = ticker.tick() => {}
+                        _ = stop.wait_for(|stopped| *stopped) => break,
+                    }
+                } else if *stop.borrow() {
+                    break;
+                }
+                let message = device
+                    .lock()
+                    .expect("no panic while holding the device")
+                    .next_message(chrono::Utc::now());
+                if client
+                    .publish(message.topic, plan.qos, false, message.payload)
+                    .await
+                    .is_err()
+                {
+                    break; // the event loop is gone: the device gave up
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+
+    let mut acknowledged = 0u64;
+    let mut reconnections = 0u64;
+    let mut connected_once = false;
+    let mut saved: VecDeque<Request> = VecDeque::new();
+    let mut backoff = Duration::from_millis(100);
+    let mut disconnected_since: Option<Instant> = Some(Instant::now());
+    let mut finished_at: Option<Instant> = None;
+    let mut gave_up = None;
+    let mut last_error = String::new();
+
+    loop {
+        let done = producer_done.load(Ordering::SeqCst);
+        let target = if done || *stop.borrow() {
+            sent.load(Ordering::SeqCst)
+        } else {
+            plan.messages
+        };
+        if acknowledged >= target && (done || acknowledged >= plan.messages) {
+            break;
+        }
+        if done && finished_at.is_none() {
+            finished_at = Some(Instant::now());
+        }
+        // Once everything is sent, wait for acknowledgements only so long;
+        // dropping the event loop then is fine: the device stops anyway.
+        let event = match finished_at {
+            Some(since) => {
+                let left = plan.patience.saturating_sub(since.elapsed());
+                match tokio::time::timeout(left, eventloop.poll()).await {
+                    Ok(event) => event,
+                    Err(_) => {
+                        gave_up = Some(format!(
+                            "{} not acknowledged within {:?} of the last publish{}",
+                            target - acknowledged,
+                            plan.patience,
+                            if last_error.is_empty() { String::new() } else { format!(" (last error: {last_error})") }
+                        ));
+                        break;
+                    }
+                }
+            }
+            None => tokio::select! {
+                event = eventloop.poll() => event,
+                // Ctrl-C while the connection is quiet: re-check the target.
+                // Should this cut a write short, the broker drops the
+                // connection and the unacknowledged publishes go again.
+                _ = stop.wait_for(|stopped| *stopped), if !*stop.borrow() => continue,
+            },
+        };
+        match event {
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                eventloop.pending.extend(saved.drain(..));
+                if let Some(topic) = &command_topic {
+                    // Again on every connect: a broker that lost the session
+                    // lost the subscription too.
+                    let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
+                }
+                if connected_once {
+                    reconnections += 1;
+                    counters.reconnections.fetch_add(1, Ordering::Relaxed);
+                    reporter.line(format!("{name}: reconnected"));
+                }
+                connected_once = true;
+                disconnected_since = None;
+                backoff = Duration::from_millis(100);
+            }
+            Ok(Event::Incoming(Incoming::PubAck(_))) => {
+                acknowledged += 1;
+                counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(_))) if plan.qos == QoS::AtMostOnce => {
+                // QoS 0 has no acknowledgement: written to the connection is
+                // as far as it goes.
+                acknowledged += 1;
+                counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Event::Incoming(Incoming::Publish(command))) => {
+                let line = device
+                    .lock()
+                    .expect("no panic while holding the device")
+                    .on_command(&command.payload);
+                reporter.line(line);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                saved.extend(eventloop.pending.drain(..));
+                if let Some(refusal) = refusal(&error, &name) {
+                    gave_up = Some(refusal);
+                    break;
+                }
+                let message = error.to_string();
+                if disconnected_since.is_none() {
+                    reporter.line(format!("{name}: connection lost ({message}); reconnecting"));
+                }
+                last_error = message;
+                let since = *disconnected_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > plan.patience {
+                    gave_up = Some(format!(
+                        "{} the broker for {:?}: {last_error}",
+                        if connected_once { "lost" } else { "could not reach" },
+                        plan.patience
+                    ));
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    if gave_up.is_none() {
+        // A clean goodbye, so the broker does not keep waiting for us.
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(event) = eventloop.poll().await {
+                if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    producer.abort();
+    let sent = sent.load(Ordering::SeqCst);
+    DeviceOutcome {
+        name,
+        sent,
+        acknowledged: acknowledged.min(sent),
+        reconnections,
+        gave_up,
+    }
+}
+
+/// A broker that refuses the device's credentials will refuse them again:
+/// stop at once and say what to check.
+fn refusal(error: &ConnectionError, name: &str) -> Option<String> {
+    let ConnectionError::ConnectionRefused(code) = error else {
+        return None;
+    };
+    let hint = match code {
+        ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword => {
+            "check that the device's certificate is ACTIVE and attached to the thing, and that the policy lets it connect with its thing name as client id"
+        }
+        ConnectReturnCode::BadClientId => "the client id is the thing name; check the device's device.toml",
+        _ => "check the broker's logs",
+    };
+    Some(format!("the broker refused {name:?} ({code:?}): {hint}"))
+}
