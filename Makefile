@@ -22,7 +22,7 @@ WINDOWS_NOW  := 2022-02-27T05:05:00Z
 WINDOW_QUERY := SELECT window_start, device, round(max(max), 2) AS max_temperature, round(min(min), 2) AS min_temperature, round(sum(sum) / sum(count), 3) AS mean, sum(count) AS readings, count(*) FILTER (WHERE late) AS late_partials FROM window_aggregates WHERE metric = 'temperature' GROUP BY 1, 2 ORDER BY 1, 2
 WATCH_PORT   ?= 9761
 
-.PHONY: help setup postgres build run query bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
+.PHONY: help setup servers postgres build run query bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
 
 help:
 	@echo "make run             replay events/ through telemetry-metrics, telemetry-warehouse and telemetry-windows, query the warehouse"
@@ -55,14 +55,18 @@ $(STAMP_DEPLOY): requirements-deploy.txt
 
 setup: $(STAMP_TEST)
 
-# The warehouse tests start their own PostgreSQL and MariaDB servers (in
-# temporary directories, on loopback); install the binaries from Debian when
-# the machine has none, and openssl for their TLS certificates.
-postgres:
-	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v openssl && test -x /usr/sbin/mariadbd; } >/dev/null 2>&1 || { \
-	  echo "installing PostgreSQL, MariaDB and openssl (Debian packages)"; \
+# The warehouse tests start their own PostgreSQL and MariaDB servers, the
+# simulator's tests their own mosquitto broker (in temporary directories, on
+# loopback); install the binaries from Debian when the machine has none, and
+# openssl for their TLS certificates.
+postgres: servers
+servers:
+	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v openssl && test -x /usr/sbin/mariadbd \
+	   && test -x /usr/sbin/mosquitto && command -v mosquitto_sub; } >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL, MariaDB, mosquitto and openssl (Debian packages)"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql mariadb-server openssl >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    postgresql mariadb-server mosquitto mosquitto-clients openssl >/dev/null; }
 
 # The function binaries for the tests, and their arm64 Lambda packages
 # (debug) for the `cargo lambda deploy` test.
@@ -115,7 +119,7 @@ query: setup
 	$(VENV)/bin/python tools/query.py $(if $(SQL),"$(SQL)")
 
 # The tests run the function binaries, so build them first.
-test: setup postgres build lint
+test: setup servers build lint
 	cargo test --workspace
 	$(MAKE) --no-print-directory invoke-samples
 

@@ -80,3 +80,69 @@ impl TestCertificates {
         }
     }
 }
+
+impl TestCertificates {
+    /// A client certificate and key for `name`, signed by the test CA (a
+    /// device's credentials for a TLS broker); returns (certificate, key).
+    pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
+        let directory = self.ca.parent().expect("the CA sits in a directory");
+        let (key, request, certificate) = (
+            directory.join(format!("{name}.key")),
+            directory.join(format!("{name}.csr")),
+            directory.join(format!("{name}.pem")),
+        );
+        let run = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let text = |path: &Path| path.to_str().unwrap().to_owned();
+        run(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &text(&key),
+            "-out",
+            &text(&request),
+        ]);
+        let ca_key = directory.join("ca.key");
+        // Extensions make it X.509 v3, which TLS clients require.
+        let extensions = directory.join(format!("{name}.ext"));
+        std::fs::write(
+            &extensions,
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &text(&request),
+            "-CA",
+            &text(&self.ca),
+            "-CAkey",
+            &text(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &text(&extensions),
+            "-out",
+            &text(&certificate),
+        ]);
+        (certificate, key)
+    }
+}

@@ -16,6 +16,9 @@
 //!   as [`EmittedMetric`]s.
 //! - [`runtime`]: a local Lambda Runtime API to run a function binary.
 //! - `events`: [`sqs_event`], an SQS batch written inline.
+//! - `mosquitto`: [`MosquittoServer`], a throwaway MQTT broker, and
+//!   [`Subscriber`] (`mosquitto_sub`) recording every message's bytes.
+//! - `gate`: [`TcpGate`], a loopback forwarder the test can cut.
 //! - `samples`: [`Sample`], a file of events/ with its expectation in
 //!   events/expected/, for tests that need a sample's ids or counts.
 //!
@@ -25,8 +28,10 @@ mod capture;
 mod certificates;
 mod duckdb;
 mod events;
+mod gate;
 mod http;
 mod mariadb;
+mod mosquitto;
 mod moto;
 mod postgres;
 mod proxy;
@@ -40,8 +45,10 @@ pub use capture::{parse_emf, CapturedDeadLetters, EmittedMetric};
 pub use certificates::TestCertificates;
 pub use duckdb::duckdb_query;
 pub use events::sqs_event;
+pub use gate::TcpGate;
 pub use http::{http_request, http_request_with_headers};
 pub use mariadb::{MariadbServer, MARIADB_PASSWORD};
+pub use mosquitto::{mosquitto_pub, MosquittoServer, Subscriber};
 pub use moto::{recorded_actions, recorded_requests, sdk_config, start_recording, MotoServer};
 pub use postgres::PostgresServer;
 pub use proxy::{Canned, ThrottlingProxy};

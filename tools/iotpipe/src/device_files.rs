@@ -70,7 +70,10 @@ impl DeviceFiles {
     }
 
     pub fn root_ca_path(&self) -> Option<PathBuf> {
-        self.config.root_ca.as_ref().map(|ca| self.directory.join(ca))
+        self.config
+            .root_ca
+            .as_ref()
+            .map(|ca| self.directory.join(ca))
     }
 }
 
@@ -226,7 +229,10 @@ mod tests {
         let devices = read_devices(&root).unwrap();
         assert_eq!(devices.len(), 1);
         assert_eq!(devices[0].config, config);
-        assert_eq!(devices[0].private_key_path(), Some(device.join(PRIVATE_KEY_FILE)));
+        assert_eq!(
+            devices[0].private_key_path(),
+            Some(device.join(PRIVATE_KEY_FILE))
+        );
 
         let empty = scratch("device-files-empty");
         create_private_dir(&empty).unwrap();

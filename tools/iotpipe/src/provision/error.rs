@@ -19,7 +19,9 @@ pub enum ProvisionError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("no AWS region: set AWS_REGION (for example us-east-1) or a region in your AWS profile")]
+    #[error(
+        "no AWS region: set AWS_REGION (for example us-east-1) or a region in your AWS profile"
+    )]
     NoRegion,
     #[error("{path}: {reason}")]
     Template { path: PathBuf, reason: String },
@@ -53,7 +55,11 @@ impl ProvisionError {
             subject: subject.to_owned(),
             call,
             message,
-            hint: if hint.is_empty() { String::new() } else { format!(". {hint}") },
+            hint: if hint.is_empty() {
+                String::new()
+            } else {
+                format!(". {hint}")
+            },
             source: Box::new(error),
         }
     }
@@ -85,8 +91,12 @@ fn hint<E: ProvideErrorMetadata>(error: &SdkError<E>, call: &str, message: &str)
     if lower.contains("credentials") {
         return "No AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for moto: any values, with AWS_ENDPOINT_URL)".into();
     }
-    if matches!(error, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) {
-        return "Could not reach AWS IoT: check the network, or AWS_ENDPOINT_URL if you set it".into();
+    if matches!(
+        error,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+    ) {
+        return "Could not reach AWS IoT: check the network, or AWS_ENDPOINT_URL if you set it"
+            .into();
     }
     String::new()
 }

@@ -106,7 +106,13 @@ pub async fn delete(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionE
         {
             Ok(_) => {}
             Err(error) if is_not_found(&error) => {}
-            Err(error) => return Err(ProvisionError::call(thing, "RemoveThingFromThingGroup", error)),
+            Err(error) => {
+                return Err(ProvisionError::call(
+                    thing,
+                    "RemoveThingFromThingGroup",
+                    error,
+                ))
+            }
         }
         let deleted = delete_thing(iot, thing).await?;
         let directory = args.out.join(thing);
@@ -121,9 +127,17 @@ pub async fn delete(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionE
         }
         println!(
             "{thing}: {}{} certificate(s) revoked and deleted{}",
-            if deleted { "thing deleted, " } else { "no thing, " },
+            if deleted {
+                "thing deleted, "
+            } else {
+                "no thing, "
+            },
             certificates.len(),
-            if removed_keys { ", local keys removed" } else { "" }
+            if removed_keys {
+                ", local keys removed"
+            } else {
+                ""
+            }
         );
     }
     if let Some(remaining) = things_in_group(iot, &args.fleet).await? {
@@ -135,7 +149,11 @@ pub async fn delete(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionE
                 .map_err(|error| ProvisionError::call(&args.fleet, "DeleteThingGroup", error))?;
             println!("fleet {}: thing group deleted", args.fleet);
         } else {
-            println!("fleet {}: {} device(s) left in the group", args.fleet, remaining.len());
+            println!(
+                "fleet {}: {} device(s) left in the group",
+                args.fleet,
+                remaining.len()
+            );
         }
     }
     delete_policy_if_unused(iot, &args.policy).await
@@ -201,13 +219,21 @@ async fn delete_thing(iot: &Client, thing: &str) -> Result<bool, ProvisionError>
 }
 
 async fn delete_policy_if_unused(iot: &Client, policy: &str) -> Result<(), ProvisionError> {
-    let targets = match iot.list_targets_for_policy().policy_name(policy).send().await {
+    let targets = match iot
+        .list_targets_for_policy()
+        .policy_name(policy)
+        .send()
+        .await
+    {
         Ok(answer) => answer.targets.unwrap_or_default(),
         Err(error) if is_not_found(&error) => return Ok(()),
         Err(error) => return Err(ProvisionError::call(policy, "ListTargetsForPolicy", error)),
     };
     if !targets.is_empty() {
-        println!("policy {policy}: kept, still attached to {} certificate(s)", targets.len());
+        println!(
+            "policy {policy}: kept, still attached to {} certificate(s)",
+            targets.len()
+        );
         return Ok(());
     }
     let versions = iot

@@ -28,8 +28,8 @@ use crate::device_files::{
     create_private_dir, read_device, write_config, write_private_file, DeviceConfig,
     CERTIFICATE_FILE, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, ROOT_CA_FILE,
 };
-pub use error::ProvisionError;
 use error::is_not_found;
+pub use error::ProvisionError;
 use policy::Substitutions;
 
 #[derive(Args, Debug)]
@@ -86,7 +86,9 @@ fn parse_attribute(text: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("{text:?}: write key=value"))?;
     if !valid_name(key, 128) {
-        return Err(format!("{key:?}: attribute names are letters, digits, _ . , @ / : # -"));
+        return Err(format!(
+            "{key:?}: attribute names are letters, digits, _ . , @ / : # -"
+        ));
     }
     Ok((key.to_owned(), value.to_owned()))
 }
@@ -129,7 +131,9 @@ fn chosen_names(args: &ProvisionArgs) -> Result<Option<Vec<String>>, ProvisionEr
         (None, None) => return Ok(None),
     };
     if names.is_empty() {
-        return Err(ProvisionError::Options("no devices: give --devices N or --names a,b".into()));
+        return Err(ProvisionError::Options(
+            "no devices: give --devices N or --names a,b".into(),
+        ));
     }
     for name in &names {
         if !valid_name(name, 128) {
@@ -160,7 +164,10 @@ async fn create(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionError
         })?,
         None => policy::TEMPLATE.to_owned(),
     };
-    let template_path = args.template.clone().unwrap_or_else(|| "infra/template.yaml".into());
+    let template_path = args
+        .template
+        .clone()
+        .unwrap_or_else(|| "infra/template.yaml".into());
     let template_error = |reason: String| ProvisionError::Template {
         path: template_path.clone(),
         reason,
@@ -255,7 +262,10 @@ async fn create(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionError
         });
     }
     if things == 0 && certificates == 0 && !group_created && policy_change == "unchanged" {
-        println!("nothing to create: all {} device(s) are provisioned", names.len());
+        println!(
+            "nothing to create: all {} device(s) are provisioned",
+            names.len()
+        );
     } else {
         println!(
             "created {things} thing(s) and {certificates} certificate(s); {} device(s) ready for `iotpipe simulate --keys {}`",
@@ -267,7 +277,12 @@ async fn create(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionError
 }
 
 async fn ensure_thing_group(iot: &Client, group: &str) -> Result<(String, bool), ProvisionError> {
-    match iot.describe_thing_group().thing_group_name(group).send().await {
+    match iot
+        .describe_thing_group()
+        .thing_group_name(group)
+        .send()
+        .await
+    {
         Ok(found) => return Ok((found.thing_group_arn.unwrap_or_default(), false)),
         Err(error) if is_not_found(&error) => {}
         Err(error) => return Err(ProvisionError::call(group, "DescribeThingGroup", error)),
@@ -288,7 +303,11 @@ async fn ensure_thing_group(iot: &Client, group: &str) -> Result<(String, bool),
 
 /// Creates the policy, or makes `document` its default version when the
 /// template changed; "created", "updated" or "unchanged".
-async fn ensure_policy(iot: &Client, name: &str, document: &str) -> Result<&'static str, ProvisionError> {
+async fn ensure_policy(
+    iot: &Client,
+    name: &str,
+    document: &str,
+) -> Result<&'static str, ProvisionError> {
     match iot.get_policy().policy_name(name).send().await {
         Ok(found) => {
             let current: Option<serde_json::Value> = found
@@ -389,7 +408,9 @@ impl DeviceSetup<'_> {
                 self.create_certificate(&directory).await?
             }
         };
-        created.attachments = self.ensure_attachments(&config.certificate_arn, &principals).await?;
+        created.attachments = self
+            .ensure_attachments(&config.certificate_arn, &principals)
+            .await?;
         Ok(created)
     }
 
@@ -404,7 +425,8 @@ impl DeviceSetup<'_> {
         let created = match self.iot.describe_thing().thing_name(self.name).send().await {
             Ok(_) => false,
             Err(error) if is_not_found(&error) => {
-                let mut attributes = AttributePayload::builder().attributes("fleet", &self.args.fleet);
+                let mut attributes =
+                    AttributePayload::builder().attributes("fleet", &self.args.fleet);
                 for (key, value) in &self.args.attributes {
                     attributes = attributes.attributes(key, value);
                 }
@@ -467,7 +489,9 @@ impl DeviceSetup<'_> {
                 .send()
                 .await
                 .map_err(|error| self.call("CreateKeysAndCertificate", error))?;
-            let keys = answer.key_pair.unwrap_or_else(|| aws_sdk_iot::types::KeyPair::builder().build());
+            let keys = answer
+                .key_pair
+                .unwrap_or_else(|| aws_sdk_iot::types::KeyPair::builder().build());
             // The private key exists only in this answer: written at once,
             // owner-only, never printed.
             write_private_file(
@@ -482,7 +506,11 @@ impl DeviceSetup<'_> {
                 &directory.join(CERTIFICATE_FILE),
                 answer.certificate_pem.unwrap_or_default().as_bytes(),
             )?;
-            (answer.certificate_arn, answer.certificate_id, Some(PRIVATE_KEY_FILE.to_owned()))
+            (
+                answer.certificate_arn,
+                answer.certificate_id,
+                Some(PRIVATE_KEY_FILE.to_owned()),
+            )
         };
         let config = DeviceConfig {
             thing_name: self.name.to_owned(),
@@ -519,7 +547,11 @@ impl DeviceSetup<'_> {
 
     /// Policy on the certificate, certificate on the thing; the number of
     /// attachments made.
-    async fn ensure_attachments(&self, certificate: &str, principals: &[String]) -> Result<usize, ProvisionError> {
+    async fn ensure_attachments(
+        &self,
+        certificate: &str,
+        principals: &[String],
+    ) -> Result<usize, ProvisionError> {
         let mut made = 0;
         let attached = self
             .iot

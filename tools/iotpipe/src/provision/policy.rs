@@ -120,7 +120,8 @@ mod tests {
     #[test]
     fn the_templates_policy_resolves_with_its_policy_variables_kept() {
         assert_eq!(default_topic_prefix(TEMPLATE).unwrap(), "devices");
-        let document: Value = serde_json::from_str(&device_policy(TEMPLATE, &NAMES).unwrap()).unwrap();
+        let document: Value =
+            serde_json::from_str(&device_policy(TEMPLATE, &NAMES).unwrap()).unwrap();
         assert_eq!(document["Version"], "2012-10-17");
         let text = document.to_string();
         assert!(text.contains(
@@ -129,8 +130,13 @@ mod tests {
         assert!(text.contains(
             "arn:aws:iot:eu-west-1:111122223333:topic/plant/${iot:Connection.Thing.ThingName}/telemetry"
         ));
-        assert!(!text.contains("${AWS::") && !text.contains("${!") && !text.contains("TopicPrefix"));
-        assert!(!text.contains("iot:ClientId"), "client ids are chosen by the device");
+        assert!(
+            !text.contains("${AWS::") && !text.contains("${!") && !text.contains("TopicPrefix")
+        );
+        assert!(
+            !text.contains("iot:ClientId"),
+            "client ids are chosen by the device"
+        );
     }
 
     #[test]
@@ -139,10 +145,18 @@ mod tests {
             substitute("a/${TopicPrefix}/${!iot:ClientId}", &NAMES).unwrap(),
             "a/plant/${iot:ClientId}"
         );
-        assert!(substitute("${Bucket}", &NAMES).unwrap_err().contains("${Bucket}"));
-        assert!(substitute("x${AWS::Region", &NAMES).unwrap_err().contains("unclosed"));
+        assert!(substitute("${Bucket}", &NAMES)
+            .unwrap_err()
+            .contains("${Bucket}"));
+        assert!(substitute("x${AWS::Region", &NAMES)
+            .unwrap_err()
+            .contains("unclosed"));
         let template = "Resources:\n  DevicePolicy:\n    Properties:\n      PolicyDocument:\n        Resource: !GetAtt X.Arn\n";
-        assert!(device_policy(template, &NAMES).unwrap_err().contains("!GetAtt"));
-        assert!(device_policy("Resources: {}", &NAMES).unwrap_err().contains("DevicePolicy"));
+        assert!(device_policy(template, &NAMES)
+            .unwrap_err()
+            .contains("!GetAtt"));
+        assert!(device_policy("Resources: {}", &NAMES)
+            .unwrap_err()
+            .contains("DevicePolicy"));
     }
 }

@@ -43,12 +43,19 @@ impl Broker {
             broker: text.to_owned(),
             reason: reason.to_owned(),
         };
-        let url = url::Url::parse(text)
-            .map_err(|error| bad(&format!("{error}; write mqtt://127.0.0.1:1883 or mqtts://<endpoint>:8883")))?;
+        let url = url::Url::parse(text).map_err(|error| {
+            bad(&format!(
+                "{error}; write mqtt://127.0.0.1:1883 or mqtts://<endpoint>:8883"
+            ))
+        })?;
         let tls = match url.scheme() {
             "mqtt" | "tcp" => false,
             "mqtts" | "ssl" => true,
-            other => return Err(bad(&format!("scheme {other:?}: use mqtt:// (local) or mqtts:// (TLS)"))),
+            other => {
+                return Err(bad(&format!(
+                    "scheme {other:?}: use mqtt:// (local) or mqtts:// (TLS)"
+                )))
+            }
         };
         let host = match url.host() {
             Some(url::Host::Ipv6(address)) => address.to_string(),
@@ -122,7 +129,8 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, SimulateError> {
             let certificates = CertificateDer::pem_file_iter(path)
                 .map_err(|error| file_error(path, error.to_string()))?;
             for certificate in certificates {
-                let certificate = certificate.map_err(|error| file_error(path, error.to_string()))?;
+                let certificate =
+                    certificate.map_err(|error| file_error(path, error.to_string()))?;
                 roots
                     .add(certificate)
                     .map_err(|error| file_error(path, error.to_string()))?;
@@ -136,14 +144,23 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, SimulateError> {
         }
     }
     if roots.is_empty() {
-        let path = files.root_ca.clone().unwrap_or_else(|| "the system's certificate store".into());
-        return Err(file_error(&path, "no CA certificates to verify the broker with".into()));
+        let path = files
+            .root_ca
+            .clone()
+            .unwrap_or_else(|| "the system's certificate store".into());
+        return Err(file_error(
+            &path,
+            "no CA certificates to verify the broker with".into(),
+        ));
     }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.certificate)
         .and_then(|certificates| certificates.collect())
         .map_err(|error| file_error(&files.certificate, error.to_string()))?;
     if chain.is_empty() {
-        return Err(file_error(&files.certificate, "no certificate in the file".into()));
+        return Err(file_error(
+            &files.certificate,
+            "no certificate in the file".into(),
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(&files.private_key)
         .map_err(|error| file_error(&files.private_key, error.to_string()))?;
@@ -156,7 +173,10 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, SimulateError> {
         .map_err(|error| {
             file_error(
                 &files.private_key,
-                format!("the key does not go with {}: {error}", files.certificate.display()),
+                format!(
+                    "cannot be used with {}: {error}",
+                    files.certificate.display()
+                ),
             )
         })
 }
@@ -169,13 +189,20 @@ mod tests {
     fn brokers_local_plain_or_remote_tls() {
         assert_eq!(
             Broker::parse("mqtt://127.0.0.1:1884").unwrap(),
-            Broker { host: "127.0.0.1".into(), port: 1884, tls: false }
+            Broker {
+                host: "127.0.0.1".into(),
+                port: 1884,
+                tls: false
+            }
         );
         assert_eq!(Broker::parse("mqtt://localhost").unwrap().port, 1883);
         assert_eq!(Broker::parse("mqtt://[::1]:1999").unwrap().host, "::1");
         let aws = Broker::parse("mqtts://abc-ats.iot.us-east-1.amazonaws.com").unwrap();
         assert_eq!((aws.port, aws.tls), (8883, true));
-        assert_eq!(aws.to_string(), "mqtts://abc-ats.iot.us-east-1.amazonaws.com:8883");
+        assert_eq!(
+            aws.to_string(),
+            "mqtts://abc-ats.iot.us-east-1.amazonaws.com:8883"
+        );
         for (text, expected) in [
             ("mqtt://10.0.0.7:1883", "on this machine only"),
             ("mqtt://broker.example.com", "on this machine only"),
@@ -184,7 +211,10 @@ mod tests {
             ("mqtt://127.0.0.1:1883/topic", "only scheme, host and port"),
         ] {
             let error = Broker::parse(text).unwrap_err().to_string();
-            assert!(error.contains(text) && error.contains(expected), "{text} => {error}");
+            assert!(
+                error.contains(text) && error.contains(expected),
+                "{text} => {error}"
+            );
         }
     }
 
@@ -198,7 +228,9 @@ mod tests {
             private_key: "/nonexistent/key.pem".into(),
             root_ca: None,
         };
-        let error = mqtt_options(&broker, "d", Some(&missing)).unwrap_err().to_string();
+        let error = mqtt_options(&broker, "d", Some(&missing))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("/nonexistent/cert.pem"), "{error}");
     }
 }

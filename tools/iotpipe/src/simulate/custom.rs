@@ -75,7 +75,12 @@ impl FieldSpec {
     fn from_table(position: usize, mut table: toml::Table) -> Result<FieldSpec, String> {
         let name = match table.remove("name") {
             Some(toml::Value::String(name)) if !name.is_empty() => name,
-            _ => return Err(format!("[[field]] number {}: give it a name = \"...\"", position + 1)),
+            _ => {
+                return Err(format!(
+                    "[[field]] number {}: give it a name = \"...\"",
+                    position + 1
+                ))
+            }
         };
         if table.len() != 1 {
             let keys: Vec<&String> = table.keys().collect();
@@ -85,7 +90,9 @@ impl FieldSpec {
         }
         let (key, value) = table.into_iter().next().expect("one entry");
         if !GENERATORS.split(", ").any(|known| known == key) {
-            return Err(format!("field {name:?}: {key:?} is not a generator; use one of {GENERATORS}"));
+            return Err(format!(
+                "field {name:?}: {key:?} is not a generator; use one of {GENERATORS}"
+            ));
         }
         let mut single = toml::Table::new();
         single.insert(key.clone(), value);
@@ -284,9 +291,12 @@ impl Device for CustomDevice {
                     number(round(next, walk.decimals))
                 }
                 Generator::Sine(sine) => {
-                    let angle =
-                        std::f64::consts::TAU * (self.sent % sine.period as u64) as f64 / sine.period as f64;
-                    number(round(sine.mean + sine.amplitude * angle.sin(), sine.decimals))
+                    let angle = std::f64::consts::TAU * (self.sent % sine.period as u64) as f64
+                        / sine.period as f64;
+                    number(round(
+                        sine.mean + sine.amplitude * angle.sin(),
+                        sine.decimals,
+                    ))
                 }
                 Generator::PickOne(values) => {
                     let pick = self.rng.random_range(0..values.len());
@@ -408,17 +418,34 @@ mod tests {
             .collect();
         let first = &messages[0];
         let text = String::from_utf8(device.next_message(now).payload).unwrap();
-        let positions: Vec<usize> = ["device", "temperature", "light", "status", "sequence", "timestamp", "site"]
-            .iter()
-            .map(|key| text.find(&format!("\"{key}\":")).unwrap())
-            .collect();
+        let positions: Vec<usize> = [
+            "device",
+            "temperature",
+            "light",
+            "status",
+            "sequence",
+            "timestamp",
+            "site",
+        ]
+        .iter()
+        .map(|key| text.find(&format!("\"{key}\":")).unwrap())
+        .collect();
         assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
         assert_eq!(first["device"], "greenhouse-2");
         assert_eq!(first["timestamp"], 1_700_000_000_000i64);
-        assert_eq!(first["site"], serde_json::json!({"building": 7, "tags": ["north"]}));
-        let lights: Vec<f64> = messages.iter().map(|m| m["light"].as_f64().unwrap()).collect();
+        assert_eq!(
+            first["site"],
+            serde_json::json!({"building": 7, "tags": ["north"]})
+        );
+        let lights: Vec<f64> = messages
+            .iter()
+            .map(|m| m["light"].as_f64().unwrap())
+            .collect();
         assert_eq!(&lights[..4], [500.0, 900.0, 500.0, 100.0]);
-        let sequence: Vec<i64> = messages.iter().map(|m| m["sequence"].as_i64().unwrap()).collect();
+        let sequence: Vec<i64> = messages
+            .iter()
+            .map(|m| m["sequence"].as_i64().unwrap())
+            .collect();
         assert_eq!(&sequence[..3], [10, 15, 20]);
         for message in &messages {
             let temperature = message["temperature"].as_f64().unwrap();
@@ -441,7 +468,10 @@ mod tests {
         );
         let fleet = CustomFleet::parse(&own).unwrap();
         assert_eq!(
-            fleet.device("g-1", "devices").next_message(Utc::now()).topic,
+            fleet
+                .device("g-1", "devices")
+                .next_message(Utc::now())
+                .topic,
             "farm/g-1/air"
         );
     }

@@ -160,7 +160,11 @@ pub async fn run_device(
                             "{} not acknowledged within {:?} of the last publish{}",
                             target - acknowledged,
                             plan.patience,
-                            if last_error.is_empty() { String::new() } else { format!(" (last error: {last_error})") }
+                            if last_error.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (last error: {last_error})")
+                            }
                         ));
                         break;
                     }
@@ -224,7 +228,11 @@ pub async fn run_device(
                 if since.elapsed() > plan.patience {
                     gave_up = Some(format!(
                         "{} the broker for {:?}: {last_error}",
-                        if connected_once { "lost" } else { "could not reach" },
+                        if connected_once {
+                            "lost"
+                        } else {
+                            "could not reach"
+                        },
                         plan.patience
                     ));
                     break;

@@ -404,7 +404,8 @@ mod tests {
             (0..100)
                 .map(|i| {
                     let message = sensor.next_message(at(i));
-                    let value: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+                    let value: serde_json::Value =
+                        serde_json::from_slice(&message.payload).unwrap();
                     value["temperature"].as_f64().unwrap()
                 })
                 .collect()
@@ -512,6 +513,9 @@ mod tests {
         let co2 = FleetKind::parse("co2-meter").unwrap();
         assert_eq!(co2.default_names(2), ["co2-meter-1", "co2-meter-2"]);
         let error = FleetKind::parse("toaster").err().unwrap().to_string();
-        assert!(error.contains("toaster") && error.contains("gcp-iot-lab"), "{error}");
+        assert!(
+            error.contains("toaster") && error.contains("gcp-iot-lab"),
+            "{error}"
+        );
     }
 }

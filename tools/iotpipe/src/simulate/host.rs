@@ -58,11 +58,15 @@ impl HostProbe {
 
     fn cpu_percent(&mut self) -> Option<f64> {
         let now = cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)?;
-        let since = self.previous_cpu.replace(now).unwrap_or(CpuTimes { busy: 0, total: 0 });
+        let since = self
+            .previous_cpu
+            .replace(now)
+            .unwrap_or(CpuTimes { busy: 0, total: 0 });
         let total = now.total.saturating_sub(since.total);
         if total > 0 {
             // Read again within one tick: keep the last measurement.
-            self.last_cpu_percent = 100.0 * now.busy.saturating_sub(since.busy) as f64 / total as f64;
+            self.last_cpu_percent =
+                100.0 * now.busy.saturating_sub(since.busy) as f64 / total as f64;
         }
         Some(self.last_cpu_percent)
     }

@@ -165,8 +165,15 @@ impl FleetRun {
         let (devices, default_broker, provisioned_prefix) = if provisioned.is_empty() {
             let count = args
                 .devices
-                .unwrap_or(if matches!(fleet, FleetKind::GcpIotLab) { 2 } else { 1 });
-            let names = args.names.clone().unwrap_or_else(|| fleet.default_names(count));
+                .unwrap_or(if matches!(fleet, FleetKind::GcpIotLab) {
+                    2
+                } else {
+                    1
+                });
+            let names = args
+                .names
+                .clone()
+                .unwrap_or_else(|| fleet.default_names(count));
             let devices: Vec<SimulatedDevice> = names
                 .into_iter()
                 .map(|name| SimulatedDevice {
@@ -222,7 +229,9 @@ impl FleetRun {
             (devices, broker, Some(prefix))
         };
         if devices.is_empty() {
-            return Err(SimulateError::Options("--devices 0: nothing to simulate".into()));
+            return Err(SimulateError::Options(
+                "--devices 0: nothing to simulate".into(),
+            ));
         }
         let broker = Broker::parse(args.broker.as_deref().unwrap_or(&default_broker))?;
         let prefix = args
@@ -237,7 +246,11 @@ impl FleetRun {
             plan: Plan {
                 messages,
                 interval: (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate)),
-                qos: if args.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce },
+                qos: if args.qos == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                },
                 patience: Duration::from_secs_f64(args.patience),
             },
         })
@@ -268,7 +281,11 @@ pub async fn simulate(args: SimulateArgs) -> Result<bool, SimulateError> {
         run.fleet.name(),
         run.devices.len(),
         run.plan.messages,
-        if run.plan.qos == QoS::AtMostOnce { 0 } else { 1 },
+        if run.plan.qos == QoS::AtMostOnce {
+            0
+        } else {
+            1
+        },
         match run.plan.interval {
             Some(interval) => format!("{:.3} s apart", interval.as_secs_f64()),
             None => "as fast as acknowledged".to_owned(),
@@ -311,7 +328,11 @@ pub async fn simulate(args: SimulateArgs) -> Result<bool, SimulateError> {
     let summary = Summary::of(&outcomes, started.elapsed());
     for outcome in &outcomes {
         if let Some(reason) = &outcome.gave_up {
-            println!("{}: {} not acknowledged: {reason}", outcome.name, outcome.failed());
+            println!(
+                "{}: {} not acknowledged: {reason}",
+                outcome.name,
+                outcome.failed()
+            );
         }
     }
     println!("{summary}");
