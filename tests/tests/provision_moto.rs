@@ -350,3 +350,67 @@ fn errors_say_what_to_do() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn delete_keeps_a_group_and_policy_it_did_not_create() {
+    let moto = MotoServer::start();
+    let iot = aws_sdk_iot::Client::new(&sdk_config(&moto.endpoint).await);
+    // The stack's thing group and policy, made by someone else.
+    iot.create_thing_group()
+        .thing_group_name("stack-devices")
+        .send()
+        .await
+        .unwrap();
+    let document = serde_json::to_string(&expected_policy()).unwrap();
+    iot.create_policy()
+        .policy_name("stack-policy")
+        .policy_document(&document)
+        .send()
+        .await
+        .unwrap();
+    let out = scratch_dir("provision-stack").join("keys");
+    let out = out.to_str().unwrap();
+    let common = [
+        "--fleet",
+        "stack-devices",
+        "--policy",
+        "stack-policy",
+        "--out",
+        out,
+    ];
+    let created = iotpipe(
+        &moto,
+        &[&["provision", "--devices", "1"][..], &common].concat(),
+    );
+    assert!(created.status.success(), "{}", text(&created));
+    assert!(
+        text(&created).contains("policy stack-policy unchanged"),
+        "{}",
+        text(&created)
+    );
+    let deleted = iotpipe(&moto, &[&["provision", "--delete"][..], &common].concat());
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    assert!(iot
+        .describe_thing()
+        .thing_name("stack-devices-1")
+        .send()
+        .await
+        .is_err());
+    assert!(iot
+        .describe_thing_group()
+        .thing_group_name("stack-devices")
+        .send()
+        .await
+        .is_ok());
+    assert!(iot
+        .get_policy()
+        .policy_name("stack-policy")
+        .send()
+        .await
+        .is_ok());
+    assert!(
+        text(&deleted).contains("policy stack-policy: kept"),
+        "{}",
+        text(&deleted)
+    );
+}

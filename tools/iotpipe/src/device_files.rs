@@ -26,6 +26,42 @@ pub const CERTIFICATE_FILE: &str = "certificate.pem.crt";
 pub const PRIVATE_KEY_FILE: &str = "private.pem.key";
 pub const PUBLIC_KEY_FILE: &str = "public.pem.key";
 pub const ROOT_CA_FILE: &str = "AmazonRootCA1.pem";
+pub const CREATED_FILE: &str = "iotpipe-created.toml";
+
+/// `iotpipe-created.toml`: the shared resources this directory's runs
+/// created, so `--delete` removes those and never a thing group or policy
+/// someone else made (the stack's, say).
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreatedResources {
+    #[serde(default)]
+    pub thing_groups: Vec<String>,
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+impl CreatedResources {
+    pub fn read(root: &Path) -> Result<CreatedResources, DeviceFilesError> {
+        let path = root.join(CREATED_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|error| DeviceFilesError::Config {
+                path,
+                reason: error.to_string(),
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(DeviceFilesError::Io { path, source }),
+        }
+    }
+
+    pub fn write(&self, root: &Path) -> Result<(), DeviceFilesError> {
+        let path = root.join(CREATED_FILE);
+        let text = toml::to_string(self).map_err(|error| DeviceFilesError::Config {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+        write_private_file(&path, text.as_bytes())
+    }
+}
 
 /// `device.toml`: what the simulator needs to connect as this device.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

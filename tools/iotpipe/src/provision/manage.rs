@@ -7,7 +7,7 @@ use aws_sdk_iot::Client;
 
 use super::error::{is_not_found, ProvisionError};
 use super::{chosen_names, ProvisionArgs};
-use crate::device_files::read_device;
+use crate::device_files::{read_device, CreatedResources};
 
 /// The things of the fleet's group; `None` when there is no such group.
 async fn things_in_group(iot: &Client, group: &str) -> Result<Option<Vec<String>>, ProvisionError> {
@@ -140,14 +140,26 @@ pub async fn delete(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionE
             }
         );
     }
+    let mut created_here = CreatedResources::read(&args.out)?;
+    let ours = created_here.thing_groups.contains(&args.fleet);
     if let Some(remaining) = things_in_group(iot, &args.fleet).await? {
-        if remaining.is_empty() {
+        if remaining.is_empty() && !ours {
+            println!(
+                "fleet {}: thing group kept (empty, but not created by iotpipe with --out {})",
+                args.fleet,
+                args.out.display()
+            );
+        } else if remaining.is_empty() {
             iot.delete_thing_group()
                 .thing_group_name(&args.fleet)
                 .send()
                 .await
                 .map_err(|error| ProvisionError::call(&args.fleet, "DeleteThingGroup", error))?;
             println!("fleet {}: thing group deleted", args.fleet);
+            created_here
+                .thing_groups
+                .retain(|group| *group != args.fleet);
+            created_here.write(&args.out)?;
         } else {
             println!(
                 "fleet {}: {} device(s) left in the group",
@@ -156,7 +168,21 @@ pub async fn delete(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionE
             );
         }
     }
-    delete_policy_if_unused(iot, &args.policy).await
+    if !created_here.policies.contains(&args.policy) {
+        println!(
+            "policy {}: kept (not created by iotpipe with --out {})",
+            args.policy,
+            args.out.display()
+        );
+        return Ok(());
+    }
+    if delete_policy_if_unused(iot, &args.policy).await? {
+        created_here
+            .policies
+            .retain(|policy| *policy != args.policy);
+        created_here.write(&args.out)?;
+    }
+    Ok(())
 }
 
 /// Detach its policies and its thing, revoke (a key that may still exist
@@ -218,7 +244,8 @@ async fn delete_thing(iot: &Client, thing: &str) -> Result<bool, ProvisionError>
     }
 }
 
-async fn delete_policy_if_unused(iot: &Client, policy: &str) -> Result<(), ProvisionError> {
+/// Whether the policy is gone afterwards.
+async fn delete_policy_if_unused(iot: &Client, policy: &str) -> Result<bool, ProvisionError> {
     let targets = match iot
         .list_targets_for_policy()
         .policy_name(policy)
@@ -226,7 +253,7 @@ async fn delete_policy_if_unused(iot: &Client, policy: &str) -> Result<(), Provi
         .await
     {
         Ok(answer) => answer.targets.unwrap_or_default(),
-        Err(error) if is_not_found(&error) => return Ok(()),
+        Err(error) if is_not_found(&error) => return Ok(true),
         Err(error) => return Err(ProvisionError::call(policy, "ListTargetsForPolicy", error)),
     };
     if !targets.is_empty() {
@@ -234,7 +261,7 @@ async fn delete_policy_if_unused(iot: &Client, policy: &str) -> Result<(), Provi
             "policy {policy}: kept, still attached to {} certificate(s)",
             targets.len()
         );
-        return Ok(());
+        return Ok(false);
     }
     let versions = iot
         .list_policy_versions()
@@ -258,5 +285,5 @@ async fn delete_policy_if_unused(iot: &Client, policy: &str) -> Result<(), Provi
         .await
         .map_err(|error| ProvisionError::call(policy, "DeletePolicy", error))?;
     println!("policy {policy}: deleted");
-    Ok(())
+    Ok(true)
 }

@@ -12,7 +12,8 @@
 //!
 //! Idempotent: it looks before it creates, so a second run creates nothing,
 //! and a run cut short is finished by the next. `--list` shows the fleet,
-//! `--delete` takes it down (`manage.rs`).
+//! `--delete` takes it down (`manage.rs`), the thing group and the policy
+//! only when this key directory's runs created them.
 
 mod error;
 mod manage;
@@ -25,8 +26,8 @@ use aws_sdk_iot::Client;
 use clap::Args;
 
 use crate::device_files::{
-    create_private_dir, read_device, write_config, write_private_file, DeviceConfig,
-    CERTIFICATE_FILE, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, ROOT_CA_FILE,
+    create_private_dir, read_device, write_config, write_private_file, CreatedResources,
+    DeviceConfig, CERTIFICATE_FILE, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, ROOT_CA_FILE,
 };
 use error::is_not_found;
 pub use error::ProvisionError;
@@ -185,7 +186,13 @@ async fn create(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionError
         .map_err(|error| ProvisionError::call(&args.fleet, "DescribeEndpoint", error))?
         .endpoint_address
         .unwrap_or_default();
+    create_private_dir(&args.out)?;
+    let mut created_here = CreatedResources::read(&args.out)?;
     let (group_arn, group_created) = ensure_thing_group(iot, &args.fleet).await?;
+    if group_created {
+        created_here.thing_groups.push(args.fleet.clone());
+        created_here.write(&args.out)?;
+    }
     // arn:<partition>:iot:<region>:<account>:thinggroup/<name>
     let arn: Vec<&str> = group_arn.split(':').collect();
     let (partition, region, account) = match arn.as_slice() {
@@ -207,8 +214,10 @@ async fn create(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionError
     )
     .map_err(template_error)?;
     let policy_change = ensure_policy(iot, &args.policy, &document).await?;
-
-    create_private_dir(&args.out)?;
+    if policy_change == "created" {
+        created_here.policies.push(args.policy.clone());
+        created_here.write(&args.out)?;
+    }
     let root_ca = copy_root_ca(&args.out)?;
     let broker = format!("mqtts://{endpoint}:8883");
 
