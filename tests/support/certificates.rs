@@ -86,39 +86,8 @@ impl TestCertificates {
     /// device's credentials for a TLS broker); returns (certificate, key).
     pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
         let directory = self.ca.parent().expect("the CA sits in a directory");
-        let (key, request, certificate) = (
-            directory.join(format!("{name}.key")),
-            directory.join(format!("{name}.csr")),
-            directory.join(format!("{name}.pem")),
-        );
-        let run = |args: &[&str]| {
-            let output = Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                output.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        let text = |path: &Path| path.to_str().unwrap().to_owned();
-        run(&[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &text(&key),
-            "-out",
-            &text(&request),
-        ]);
-        let ca_key = directory.join("ca.key");
+        let (key, request) = signing_request(directory, name);
+        let certificate = directory.join(format!("{name}.pem"));
         // Extensions make it X.509 v3, which TLS clients require.
         let extensions = directory.join(format!("{name}.ext"));
         std::fs::write(
@@ -126,23 +95,62 @@ impl TestCertificates {
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
         )
         .unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &text(&request),
-            "-CA",
-            &text(&self.ca),
-            "-CAkey",
-            &text(&ca_key),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &text(&extensions),
-            "-out",
-            &text(&certificate),
+        let ca_key = directory.join("ca.key");
+        openssl(&[
+            "x509".as_ref(),
+            "-req".as_ref(),
+            "-in".as_ref(),
+            request.as_os_str(),
+            "-CA".as_ref(),
+            self.ca.as_os_str(),
+            "-CAkey".as_ref(),
+            ca_key.as_os_str(),
+            "-CAcreateserial".as_ref(),
+            "-days".as_ref(),
+            "2".as_ref(),
+            "-extfile".as_ref(),
+            extensions.as_os_str(),
+            "-out".as_ref(),
+            certificate.as_os_str(),
         ]);
         (certificate, key)
     }
+}
+
+/// A new P-256 key and a certificate signing request for `/CN=<name>` in
+/// `directory` (a device that keeps its key); returns (key, request).
+pub fn signing_request(directory: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, request) = (
+        directory.join(format!("{name}.key")),
+        directory.join(format!("{name}.csr")),
+    );
+    let subject = format!("/CN={name}");
+    openssl(&[
+        "req".as_ref(),
+        "-new".as_ref(),
+        "-newkey".as_ref(),
+        "ec".as_ref(),
+        "-pkeyopt".as_ref(),
+        "ec_paramgen_curve:prime256v1".as_ref(),
+        "-nodes".as_ref(),
+        "-subj".as_ref(),
+        subject.as_ref(),
+        "-keyout".as_ref(),
+        key.as_os_str(),
+        "-out".as_ref(),
+        request.as_os_str(),
+    ]);
+    (key, request)
+}
+
+fn openssl(args: &[&std::ffi::OsStr]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs (Debian's openssl package)");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -42,7 +42,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 
 pub use capture::{parse_emf, CapturedDeadLetters, EmittedMetric};
-pub use certificates::TestCertificates;
+pub use certificates::{signing_request, TestCertificates};
 pub use duckdb::duckdb_query;
 pub use events::sqs_event;
 pub use gate::TcpGate;

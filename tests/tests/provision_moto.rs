@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use aws_sdk_iot::types::CertificateStatus;
-use e2e_tests::{function_binary, repo_root, scratch_dir, sdk_config, MotoServer};
+use e2e_tests::{function_binary, repo_root, scratch_dir, sdk_config, signing_request, MotoServer};
 
 fn iotpipe(moto: &MotoServer, args: &[&str]) -> Output {
     let output = Command::new(function_binary("iotpipe"))
@@ -249,29 +249,7 @@ async fn a_users_own_key_stays_on_the_device() {
     let moto = MotoServer::start();
     let scratch = scratch_dir("provision-csr");
     let out = scratch.join("keys");
-    let key = scratch.join("own-1.key");
-    let csr = scratch.join("own-1.csr");
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .args([
-            "-subj",
-            "/CN=own-1",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            csr.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let (_key, csr) = signing_request(&scratch, "own-1");
     let run = iotpipe(
         &moto,
         &[
