@@ -11,6 +11,7 @@
 mod device_files;
 mod provision;
 mod replay;
+mod rules;
 mod simulate;
 
 use std::process::ExitCode;
