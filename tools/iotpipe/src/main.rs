@@ -3,6 +3,8 @@
 //! - `provision` (`provision/`): things, certificates and the device policy
 //!   in AWS IoT, keys to a local owner-only directory.
 //! - `simulate` (`simulate/`): the references' devices on MQTT.
+//! - `run` (`run/`, with `rules/`): the whole pipeline locally, from
+//!   simulated devices through the template's rules to the functions.
 //! - `metrics`, `warehouse`, `windows` (`replay.rs`): sample events through
 //!   the functions, in process, as Lambda would run them.
 //! - `device_files.rs`: the key directory `provision` writes and
@@ -12,6 +14,7 @@ mod device_files;
 mod provision;
 mod replay;
 mod rules;
+mod run;
 mod simulate;
 
 use std::process::ExitCode;
@@ -34,6 +37,10 @@ enum Command {
     /// Register devices in AWS IoT (thing group, things, a certificate
     /// each, the template's device policy) and write their keys locally.
     Provision(provision::ProvisionArgs),
+    /// The references' pipelines end to end on this machine: devices, an
+    /// embedded MQTT broker, the template's topic rules, the real function
+    /// binaries, commands back to the devices; a report and a chart.
+    Run(run::RunArgs),
     /// Run simulated devices of the references (or a TOML fleet) against
     /// an MQTT broker: local, or AWS IoT Core with the provisioned keys.
     Simulate(simulate::SimulateArgs),
@@ -57,6 +64,7 @@ async fn main() -> ExitCode {
             .await
             .map(|()| true)
             .map_err(|error| error.to_string()),
+        Command::Run(args) => run::run(args).await,
         Command::Simulate(args) => simulate::simulate(args)
             .await
             .map_err(|error| error.to_string()),

@@ -31,7 +31,10 @@ pub struct RuleQuery {
 pub enum Projection {
     /// `*`: every field of the JSON payload (or the payload itself).
     All,
-    Field { expr: Expr, name: String },
+    Field {
+        expr: Expr,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +47,10 @@ pub enum Expr {
     Not(Box<Expr>),
     Negate(Box<Expr>),
     Binary(Box<Expr>, BinaryOp, Box<Expr>),
-    IsNull { expr: Box<Expr>, negated: bool },
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
     Call(Function, Vec<Expr>),
     Cast(Box<Expr>, CastType),
 }
@@ -102,12 +108,15 @@ const SUPPORTED: &str = "SELECT of *, fields, nested paths and aliases; FROM '<t
 /// Parses and checks a rule's SQL; the error names the unsupported piece.
 pub fn parse_rule(sql: &str) -> Result<RuleQuery, String> {
     let (sql, topic_filter) = take_topic_filter(sql)?;
-    let statements = Parser::parse_sql(&GenericDialect {}, &sql).map_err(|error| error.to_string())?;
+    let statements =
+        Parser::parse_sql(&GenericDialect {}, &sql).map_err(|error| error.to_string())?;
     let [Statement::Query(query)] = statements.as_slice() else {
         return Err("one SELECT statement".into());
     };
     if query.with.is_some() || query.order_by.is_some() || query.limit_clause.is_some() {
-        return Err(format!("unsupported clause in {query}; supported: {SUPPORTED}"));
+        return Err(format!(
+            "unsupported clause in {query}; supported: {SUPPORTED}"
+        ));
     }
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Err(format!("unsupported query {query}; supported: {SUPPORTED}"));
@@ -118,11 +127,22 @@ pub fn parse_rule(sql: &str) -> Result<RuleQuery, String> {
         || !select.lateral_views.is_empty()
         || !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
     if extra || select.from.len() != 1 || !select.from[0].joins.is_empty() {
-        return Err(format!("unsupported clause in {select}; supported: {SUPPORTED}"));
+        return Err(format!(
+            "unsupported clause in {select}; supported: {SUPPORTED}"
+        ));
     }
     match &select.from[0].relation {
-        TableFactor::Table { name, alias: None, args: None, .. } if name.to_string() == TOPIC_PLACEHOLDER => {}
-        other => return Err(format!("FROM {other}: give a topic filter in single quotes")),
+        TableFactor::Table {
+            name,
+            alias: None,
+            args: None,
+            ..
+        } if name.to_string() == TOPIC_PLACEHOLDER => {}
+        other => {
+            return Err(format!(
+                "FROM {other}: give a topic filter in single quotes"
+            ))
+        }
     }
     let projections = select
         .projection
@@ -165,7 +185,8 @@ fn take_topic_filter(sql: &str) -> Result<(String, String), String> {
                 let filter = quoted[..end].to_owned();
                 check_filter(&filter)?;
                 let after = start + 1 + end + 1;
-                let rewritten = format!("{}FROM {TOPIC_PLACEHOLDER}{}", &sql[..index], &sql[after..]);
+                let rewritten =
+                    format!("{}FROM {TOPIC_PLACEHOLDER}{}", &sql[..index], &sql[after..]);
                 return Ok((rewritten, filter));
             }
             _ => {}
@@ -212,7 +233,9 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
 
 fn projection(item: &SelectItem) -> Result<Projection, String> {
     match item {
-        SelectItem::Wildcard(options) if options.to_string().trim().is_empty() => Ok(Projection::All),
+        SelectItem::Wildcard(options) if options.to_string().trim().is_empty() => {
+            Ok(Projection::All)
+        }
         SelectItem::ExprWithAlias { expr, alias } => Ok(Projection::Field {
             expr: expression(expr)?,
             name: alias.value.clone(),
@@ -230,7 +253,9 @@ fn projection(item: &SelectItem) -> Result<Projection, String> {
                 name,
             })
         }
-        other => Err(format!("SELECT {other}: not supported; supported: {SUPPORTED}")),
+        other => Err(format!(
+            "SELECT {other}: not supported; supported: {SUPPORTED}"
+        )),
     }
 }
 
@@ -238,11 +263,19 @@ fn expression(expr: &ast::Expr) -> Result<Expr, String> {
     use ast::Expr as E;
     Ok(match expr {
         E::Identifier(ident) => Expr::Path(vec![ident.value.clone()]),
-        E::CompoundIdentifier(idents) => Expr::Path(idents.iter().map(|i| i.value.clone()).collect()),
+        E::CompoundIdentifier(idents) => {
+            Expr::Path(idents.iter().map(|i| i.value.clone()).collect())
+        }
         E::Value(value) => Expr::Literal(literal(&value.value)?),
         E::Nested(inner) => expression(inner)?,
-        E::UnaryOp { op: UnaryOperator::Not, expr } => Expr::Not(Box::new(expression(expr)?)),
-        E::UnaryOp { op: UnaryOperator::Minus, expr } => Expr::Negate(Box::new(expression(expr)?)),
+        E::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => Expr::Not(Box::new(expression(expr)?)),
+        E::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => Expr::Negate(Box::new(expression(expr)?)),
         E::BinaryOp { left, op, right } => {
             let op = match op {
                 BinaryOperator::Eq => BinaryOp::Eq,
@@ -258,9 +291,17 @@ fn expression(expr: &ast::Expr) -> Result<Expr, String> {
                 BinaryOperator::Multiply => BinaryOp::Multiply,
                 BinaryOperator::Divide => BinaryOp::Divide,
                 BinaryOperator::Modulo => BinaryOp::Modulo,
-                other => return Err(format!("operator {other} in {expr}: not supported; supported: {SUPPORTED}")),
+                other => {
+                    return Err(format!(
+                        "operator {other} in {expr}: not supported; supported: {SUPPORTED}"
+                    ))
+                }
             };
-            Expr::Binary(Box::new(expression(left)?), op, Box::new(expression(right)?))
+            Expr::Binary(
+                Box::new(expression(left)?),
+                op,
+                Box::new(expression(right)?),
+            )
         }
         E::IsNull(inner) => Expr::IsNull {
             expr: Box::new(expression(inner)?),
@@ -278,7 +319,10 @@ fn expression(expr: &ast::Expr) -> Result<Expr, String> {
         } => {
             let target = match data_type {
                 DataType::Int(_) | DataType::Integer(_) | DataType::BigInt(_) => CastType::Int,
-                DataType::Decimal(_) | DataType::Double(_) | DataType::Float(_) | DataType::Real => CastType::Decimal,
+                DataType::Decimal(_)
+                | DataType::Double(_)
+                | DataType::Float(_)
+                | DataType::Real => CastType::Decimal,
                 DataType::String(_) | DataType::Varchar(_) | DataType::Text => CastType::String,
                 DataType::Boolean | DataType::Bool => CastType::Bool,
                 other => return Err(format!("cast to {other}: use Int, Decimal, String or Bool")),
@@ -295,7 +339,9 @@ fn literal(value: &ast::Value) -> Result<Value, String> {
         ast::Value::Number(number, _) => serde_json::from_str::<Number>(number)
             .map(Value::Number)
             .map_err(|_| format!("the number {number}"))?,
-        ast::Value::SingleQuotedString(text) | ast::Value::DoubleQuotedString(text) => Value::String(text.clone()),
+        ast::Value::SingleQuotedString(text) | ast::Value::DoubleQuotedString(text) => {
+            Value::String(text.clone())
+        }
         ast::Value::Boolean(boolean) => Value::Bool(*boolean),
         ast::Value::Null => Value::Null,
         other => return Err(format!("the literal {other}: not supported")),
@@ -314,19 +360,26 @@ fn call(function: &ast::Function, whole: &ast::Expr) -> Result<Expr, String> {
         "lower" => Function::Lower,
         "upper" => Function::Upper,
         "concat" => Function::Concat,
-        _ => return Err(format!("function {name}(): not supported; supported: {SUPPORTED}")),
+        _ => {
+            return Err(format!(
+                "function {name}(): not supported; supported: {SUPPORTED}"
+            ))
+        }
     };
     let arguments = match &function.args {
         FunctionArguments::None => Vec::new(),
-        FunctionArguments::List(list) if list.duplicate_treatment.is_none() && list.clauses.is_empty() => list
-            .args
-            .iter()
-            .map(|argument| match argument {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => expression(expr),
-                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => Ok(Expr::Payload),
-                other => Err(format!("argument {other} in {whole}: not supported")),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
+        FunctionArguments::List(list)
+            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
+        {
+            list.args
+                .iter()
+                .map(|argument| match argument {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => expression(expr),
+                    FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => Ok(Expr::Payload),
+                    other => Err(format!("argument {other} in {whole}: not supported")),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
         _ => return Err(format!("{whole}: not supported")),
     };
     let count = arguments.len();
@@ -409,7 +462,9 @@ pub fn evaluate(expr: &Expr, message: &Message<'_>) -> Option<Value> {
             let is_null = matches!(evaluate(expr, message), Some(Value::Null));
             Some(Value::Bool(is_null != *negated))
         }
-        Expr::Binary(left, op, right) => binary(*op, evaluate(left, message), evaluate(right, message)),
+        Expr::Binary(left, op, right) => {
+            binary(*op, evaluate(left, message), evaluate(right, message))
+        }
         Expr::Cast(inner, target) => cast(evaluate(inner, message)?, *target),
         Expr::Call(function, arguments) => call_function(*function, arguments, message),
     }
@@ -444,10 +499,15 @@ fn binary(op: BinaryOp, left: Option<Value>, right: Option<Value>) -> Option<Val
                 _ => None,
             };
             use std::cmp::Ordering::*;
-            let compared = |accept: &[std::cmp::Ordering]| ordering.map(|o| Value::Bool(accept.contains(&o)));
+            let compared =
+                |accept: &[std::cmp::Ordering]| ordering.map(|o| Value::Bool(accept.contains(&o)));
             match op {
-                BinaryOp::Eq => Some(Value::Bool(ordering == Some(Equal) || (ordering.is_none() && left == right))),
-                BinaryOp::NotEq => Some(Value::Bool(!(ordering == Some(Equal) || (ordering.is_none() && left == right)))),
+                BinaryOp::Eq => Some(Value::Bool(
+                    ordering == Some(Equal) || (ordering.is_none() && left == right),
+                )),
+                BinaryOp::NotEq => Some(Value::Bool(
+                    !(ordering == Some(Equal) || (ordering.is_none() && left == right)),
+                )),
                 BinaryOp::Lt => compared(&[Less]),
                 BinaryOp::LtEq => compared(&[Less, Equal]),
                 BinaryOp::Gt => compared(&[Greater]),
@@ -503,7 +563,11 @@ fn call_function(function: Function, arguments: &[Expr], message: &Message<'_>) 
             None => Some(Value::from(message.topic)),
             Some(_) => {
                 let level = argument(0)?.as_u64()? as usize;
-                message.topic.split('/').nth(level.checked_sub(1)?).map(Value::from)
+                message
+                    .topic
+                    .split('/')
+                    .nth(level.checked_sub(1)?)
+                    .map(Value::from)
             }
         },
         Function::ClientId => Some(Value::from(message.client_id)),
@@ -516,7 +580,9 @@ fn call_function(function: Function, arguments: &[Expr], message: &Message<'_>) 
                     other => other.to_string().into_bytes(),
                 },
             };
-            Some(Value::from(base64::engine::general_purpose::STANDARD.encode(bytes)))
+            Some(Value::from(
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+            ))
         }
         Function::NewUuid => {
             let bits: u128 = rand::random();
@@ -535,7 +601,9 @@ fn call_function(function: Function, arguments: &[Expr], message: &Message<'_>) 
         Function::Get => {
             let container = argument(0)?;
             match (container, argument(1)?) {
-                (Value::Array(items), Value::Number(index)) => items.get(index.as_u64()? as usize).cloned(),
+                (Value::Array(items), Value::Number(index)) => {
+                    items.get(index.as_u64()? as usize).cloned()
+                }
                 (Value::Object(fields), Value::String(key)) => fields.get(&key).cloned(),
                 _ => None,
             }
@@ -615,7 +683,9 @@ mod tests {
         let sql = "SELECT *, topic() AS topic, clientid() AS client_id, timestamp() AS received_at FROM 'devices/+/telemetry'";
         assert_eq!(
             run(sql, "devices/pi-1/telemetry", r#"{"light": 250}"#),
-            Some(json!({"light": 250, "topic": "devices/pi-1/telemetry", "client_id": "pi-1", "received_at": 1_645_938_060_000i64}))
+            Some(
+                json!({"light": 250, "topic": "devices/pi-1/telemetry", "client_id": "pi-1", "received_at": 1_645_938_060_000i64})
+            )
         );
         assert_eq!(run(sql, "devices/pi-1/status", r#"{"light": 250}"#), None);
     }
@@ -625,7 +695,9 @@ mod tests {
         let sql = "SELECT encode(*, 'base64') AS data, topic() AS topic FROM 'devices/+/text'";
         assert_eq!(
             run(sql, "devices/co2-1/text", "2020-7-13 22:43:23|3500"),
-            Some(json!({"data": "MjAyMC03LTEzIDIyOjQzOjIzfDM1MDA=", "topic": "devices/co2-1/text"}))
+            Some(
+                json!({"data": "MjAyMC03LTEzIDIyOjQzOjIzfDM1MDA=", "topic": "devices/co2-1/text"})
+            )
         );
     }
 
@@ -672,14 +744,20 @@ mod tests {
             run("SELECT concat('hello', 'world') AS c FROM 'a'", "a", "{}"),
             Some(json!({"c": "helloworld"}))
         );
-        let uuid = run("SELECT newuuid() AS id FROM 'a'", "a", "{}").unwrap()["id"].as_str().unwrap().to_owned();
+        let uuid = run("SELECT newuuid() AS id FROM 'a'", "a", "{}").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert_eq!(uuid.len(), 36);
         assert_eq!(&uuid[14..15], "4", "{uuid}");
         assert_eq!(
             run("SELECT encode(*, 'base64') AS b FROM 'a'", "a", "hello"),
             Some(json!({"b": "aGVsbG8="}))
         );
-        assert_eq!(run("SELECT * FROM 'a'", "a", "not json"), Some(json!("not json")));
+        assert_eq!(
+            run("SELECT * FROM 'a'", "a", "not json"),
+            Some(json!("not json"))
+        );
     }
 
     #[test]
@@ -693,10 +771,16 @@ mod tests {
             ("SELECT x FROM 'a/b+'", "'+' stands alone"),
             ("SELECT x FROM 'a/#/b'", "'#' only as the last level"),
             ("SELECT encode(*, 'hex') AS h FROM 'a'", "only 'base64'"),
-            ("SELECT lower(*) AS l FROM 'a'", "* is an argument of encode() only"),
+            (
+                "SELECT lower(*) AS l FROM 'a'",
+                "* is an argument of encode() only",
+            ),
             ("SELECT cast(x AS Date) AS d FROM 'a'", "cast to DATE"),
             ("SELECT x + 1 FROM 'a'", "give it a name with AS"),
-            ("SELECT topic(1, 2) AS t FROM 'a'", "wrong number of arguments"),
+            (
+                "SELECT topic(1, 2) AS t FROM 'a'",
+                "wrong number of arguments",
+            ),
             ("SELECT get(['a', 'b'], 1) AS g FROM 'a'", "not supported"),
         ] {
             let error = parse_rule(sql).expect_err(sql);

@@ -27,7 +27,10 @@ pub enum Action {
     /// Send the output to a queue; its consumer gets batches.
     Sqs { queue: String, base64: bool },
     /// Put the output on a stream, partitioned by the key template.
-    Kinesis { stream: String, partition_key: Vec<KeyPart> },
+    Kinesis {
+        stream: String,
+        partition_key: Vec<KeyPart>,
+    },
 }
 
 /// A substitution template: text and `${expression}` parts.
@@ -88,12 +91,14 @@ impl Wiring {
 /// Reads the template; every error names the rule or resource and the piece
 /// that cannot run locally.
 pub fn load(text: &str) -> Result<Wiring, String> {
-    let template: Yaml = serde_yaml::from_str(text).map_err(|error| format!("not YAML: {error}"))?;
+    let template: Yaml =
+        serde_yaml::from_str(text).map_err(|error| format!("not YAML: {error}"))?;
     let parameters = parameter_defaults(&template);
-    let topic_prefix = parameters.get("TopicPrefix").cloned().unwrap_or_else(|| "devices".into());
-    let resources = template["Resources"]
-        .as_mapping()
-        .ok_or("no Resources")?;
+    let topic_prefix = parameters
+        .get("TopicPrefix")
+        .cloned()
+        .unwrap_or_else(|| "devices".into());
+    let resources = template["Resources"].as_mapping().ok_or("no Resources")?;
     let resolve = |value: &Yaml| resolve_text(value, &parameters);
 
     let mut rules = Vec::new();
@@ -121,7 +126,11 @@ pub fn load(text: &str) -> Result<Wiring, String> {
                     .iter()
                     .map(|action| rule_action(&name, action))
                     .collect::<Result<Vec<_>, _>>()?;
-                rules.push(TopicRule { name, query, actions });
+                rules.push(TopicRule {
+                    name,
+                    query,
+                    actions,
+                });
             }
             Some("AWS::Serverless::Function") => {
                 let binary = resource["Metadata"]["BuildProperties"]["Binary"]
@@ -129,7 +138,9 @@ pub fn load(text: &str) -> Result<Wiring, String> {
                     .ok_or_else(|| format!("function {name}: no Metadata.BuildProperties.Binary"))?
                     .to_owned();
                 let mut environment = BTreeMap::new();
-                if let Some(variables) = resource["Properties"]["Environment"]["Variables"].as_mapping() {
+                if let Some(variables) =
+                    resource["Properties"]["Environment"]["Variables"].as_mapping()
+                {
                     for (key, value) in variables {
                         if let (Some(key), Some(value)) = (key.as_str(), resolve(value)) {
                             environment.insert(key.to_owned(), value);
@@ -141,7 +152,9 @@ pub fn load(text: &str) -> Result<Wiring, String> {
                     for source in sources.values() {
                         let properties = &source["Properties"];
                         let number = |key: &str, default: f64| {
-                            resolve(&properties[key]).and_then(|text| text.parse().ok()).unwrap_or(default)
+                            resolve(&properties[key])
+                                .and_then(|text| text.parse().ok())
+                                .unwrap_or(default)
                         };
                         match source["Type"].as_str() {
                             Some("SQS") => events.push(EventSource::Sqs {
@@ -154,8 +167,10 @@ pub fn load(text: &str) -> Result<Wiring, String> {
                                 stream: referenced(&properties["Stream"]).unwrap_or_default(),
                                 batch_size: number("BatchSize", 100.0) as usize,
                                 window_seconds: number("MaximumBatchingWindowInSeconds", 0.0),
-                                tumbling_window_seconds: resolve(&properties["TumblingWindowInSeconds"])
-                                    .and_then(|text| text.parse().ok()),
+                                tumbling_window_seconds: resolve(
+                                    &properties["TumblingWindowInSeconds"],
+                                )
+                                .and_then(|text| text.parse().ok()),
                             }),
                             _ => {}
                         }
@@ -176,7 +191,12 @@ pub fn load(text: &str) -> Result<Wiring, String> {
     }
     for function in functions.values_mut() {
         for event in &mut function.events {
-            if let EventSource::Sqs { queue, max_receive_count, .. } = event {
+            if let EventSource::Sqs {
+                queue,
+                max_receive_count,
+                ..
+            } = event
+            {
                 if let Some(count) = receive_counts.get(queue) {
                     *max_receive_count = *count;
                 }
@@ -210,22 +230,35 @@ pub fn load(text: &str) -> Result<Wiring, String> {
 }
 
 fn rule_action(rule: &str, action: &Yaml) -> Result<Action, String> {
-    let mapping = action.as_mapping().ok_or_else(|| format!("rule {rule}: an action that is not a mapping"))?;
-    let (kind, properties) = mapping.iter().next().ok_or_else(|| format!("rule {rule}: an empty action"))?;
+    let mapping = action
+        .as_mapping()
+        .ok_or_else(|| format!("rule {rule}: an action that is not a mapping"))?;
+    let (kind, properties) = mapping
+        .iter()
+        .next()
+        .ok_or_else(|| format!("rule {rule}: an empty action"))?;
     let kind = kind.as_str().unwrap_or_default();
-    let unresolved = |what: &str| format!("rule {rule}: its {kind} action's {what} is not a reference to a template resource");
+    let unresolved = |what: &str| {
+        format!("rule {rule}: its {kind} action's {what} is not a reference to a template resource")
+    };
     match kind {
         "Lambda" => Ok(Action::Lambda {
-            function: referenced(&properties["FunctionArn"]).ok_or_else(|| unresolved("FunctionArn"))?,
+            function: referenced(&properties["FunctionArn"])
+                .ok_or_else(|| unresolved("FunctionArn"))?,
         }),
         "Sqs" => Ok(Action::Sqs {
             queue: referenced(&properties["QueueUrl"]).ok_or_else(|| unresolved("QueueUrl"))?,
             base64: properties["UseBase64"].as_bool().unwrap_or(false),
         }),
         "Kinesis" => Ok(Action::Kinesis {
-            stream: referenced(&properties["StreamName"]).ok_or_else(|| unresolved("StreamName"))?,
-            partition_key: key_template(properties["PartitionKey"].as_str().unwrap_or("${newuuid()}"))
-                .map_err(|error| format!("rule {rule}: PartitionKey: {error}"))?,
+            stream: referenced(&properties["StreamName"])
+                .ok_or_else(|| unresolved("StreamName"))?,
+            partition_key: key_template(
+                properties["PartitionKey"]
+                    .as_str()
+                    .unwrap_or("${newuuid()}"),
+            )
+            .map_err(|error| format!("rule {rule}: PartitionKey: {error}"))?,
         }),
         other => Err(format!(
             "rule {rule}: the {other} action is not run locally (Lambda, Sqs and Kinesis are)"
@@ -329,10 +362,19 @@ mod tests {
         let wiring = load(TEMPLATE).unwrap();
         assert_eq!(wiring.topic_prefix, "devices");
         let names: Vec<&str> = wiring.rules.iter().map(|rule| rule.name.as_str()).collect();
-        for name in ["StatusRule", "CommandsRule", "TelemetryRule", "TextTelemetryRule"] {
+        for name in [
+            "StatusRule",
+            "CommandsRule",
+            "TelemetryRule",
+            "TextTelemetryRule",
+        ] {
             assert!(names.contains(&name), "{name} in {names:?}");
         }
-        let telemetry = wiring.rules.iter().find(|rule| rule.name == "TelemetryRule").unwrap();
+        let telemetry = wiring
+            .rules
+            .iter()
+            .find(|rule| rule.name == "TelemetryRule")
+            .unwrap();
         assert_eq!(telemetry.query.topic_filter, "devices/+/telemetry");
         assert_eq!(telemetry.actions.len(), 3);
         for action in &telemetry.actions {
@@ -342,22 +384,49 @@ mod tests {
                 Action::Lambda { .. } => panic!("TelemetryRule has no Lambda action"),
             };
             assert!(
-                ["telemetry-metrics", "telemetry-warehouse", "telemetry-windows"].contains(&consumer.binary.as_str()),
+                [
+                    "telemetry-metrics",
+                    "telemetry-warehouse",
+                    "telemetry-windows"
+                ]
+                .contains(&consumer.binary.as_str()),
                 "{}",
                 consumer.binary
             );
         }
         let (windows, source) = wiring.consumer_of("TelemetryStream").unwrap();
         assert_eq!(windows.binary, "telemetry-windows");
-        assert!(matches!(source, EventSource::Kinesis { tumbling_window_seconds: Some(300), batch_size: 1000, .. }));
+        assert!(matches!(
+            source,
+            EventSource::Kinesis {
+                tumbling_window_seconds: Some(300),
+                batch_size: 1000,
+                ..
+            }
+        ));
         let (warehouse, source) = wiring.consumer_of("WarehouseQueue").unwrap();
         assert_eq!(warehouse.binary, "telemetry-warehouse");
-        assert!(matches!(source, EventSource::Sqs { max_receive_count: 5, batch_size: 1000, .. }));
+        assert!(matches!(
+            source,
+            EventSource::Sqs {
+                max_receive_count: 5,
+                batch_size: 1000,
+                ..
+            }
+        ));
         let commands = &wiring.functions["DeviceCommandsFunction"];
-        assert!(commands.environment["PIPELINE_CONFIG_TOML"].contains("from = \"devices/+/telemetry\""));
+        assert!(
+            commands.environment["PIPELINE_CONFIG_TOML"].contains("from = \"devices/+/telemetry\"")
+        );
         assert_eq!(commands.environment["COMMAND_MEMORY_SHADOW"], "commands");
-        assert!(!commands.environment.contains_key("DEAD_LETTER_URL"), "a bucket has no local value");
-        assert_eq!(wiring.functions["TelemetryWindowsFunction"].environment["WINDOW_SECONDS"], "60");
+        assert!(
+            !commands.environment.contains_key("DEAD_LETTER_URL"),
+            "a bucket has no local value"
+        );
+        assert_eq!(
+            wiring.functions["TelemetryWindowsFunction"].environment["WINDOW_SECONDS"],
+            "60"
+        );
     }
 
     #[test]
@@ -367,8 +436,13 @@ mod tests {
             "SELECT *, aws_lambda('arn', *) AS x FROM '${TopicPrefix}/+/status'",
         );
         let error = load(&bad).unwrap_err();
-        assert!(error.contains("rule StatusRule") && error.contains("aws_lambda"), "{error}");
+        assert!(
+            error.contains("rule StatusRule") && error.contains("aws_lambda"),
+            "{error}"
+        );
         let no_rules = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n";
-        assert!(load(no_rules).unwrap_err().contains("no enabled AWS::IoT::TopicRule"));
+        assert!(load(no_rules)
+            .unwrap_err()
+            .contains("no enabled AWS::IoT::TopicRule"));
     }
 }

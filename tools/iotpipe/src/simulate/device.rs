@@ -38,6 +38,9 @@ pub struct Plan {
     /// How long to keep trying when the broker is unreachable or has not
     /// acknowledged everything after the last publish.
     pub patience: Duration,
+    /// Stay connected (taking commands) after the last acknowledgement,
+    /// until this turns true; `None`: disconnect at once.
+    pub linger: Option<watch::Receiver<bool>>,
 }
 
 /// Counts shared with the progress bar, summed over devices.
@@ -46,6 +49,8 @@ pub struct Counters {
     pub sent: AtomicU64,
     pub acknowledged: AtomicU64,
     pub reconnections: AtomicU64,
+    /// Commands the devices understood and applied.
+    pub commands_applied: AtomicU64,
 }
 
 /// How one device's run ended.
@@ -206,11 +211,7 @@ pub async fn run_device(
                 counters.acknowledged.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Incoming::Publish(command))) => {
-                let line = device
-                    .lock()
-                    .expect("no panic while holding the device")
-                    .on_command(&command.payload);
-                reporter.line(line);
+                apply_command(&device, &command.payload, &counters, &reporter);
             }
             Ok(_) => {}
             Err(error) => {
@@ -242,6 +243,27 @@ pub async fn run_device(
             }
         }
     }
+    if let (None, Some(mut linger)) = (&gave_up, plan.linger.clone()) {
+        // Everything is acknowledged; keep taking commands until told.
+        loop {
+            let event = tokio::select! {
+                _ = async { let _ = linger.wait_for(|done| *done).await; } => break,
+                event = eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Incoming::Publish(command))) => {
+                    apply_command(&device, &command.payload, &counters, &reporter);
+                }
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                    if let Some(topic) = &command_topic {
+                        let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
     if gave_up.is_none() {
         // A clean goodbye, so the broker does not keep waiting for us.
         let _ = client.try_disconnect();
@@ -263,6 +285,24 @@ pub async fn run_device(
         reconnections,
         gave_up,
     }
+}
+
+/// A command for the device: applied (and counted) if it understands it,
+/// reported either way.
+fn apply_command(
+    device: &Mutex<Box<dyn Device>>,
+    payload: &[u8],
+    counters: &Counters,
+    reporter: &Reporter,
+) {
+    let (applied, line) = device
+        .lock()
+        .expect("no panic while holding the device")
+        .on_command(payload);
+    if applied {
+        counters.commands_applied.fetch_add(1, Ordering::Relaxed);
+    }
+    reporter.line(line);
 }
 
 /// A broker that refuses the device's credentials will refuse them again:

@@ -30,9 +30,10 @@ pub trait Device: Send {
         None
     }
 
-    /// Applies a command; the line to show the user.
-    fn on_command(&mut self, _payload: &[u8]) -> String {
-        String::new()
+    /// Applies a command: whether it was one the device understood, and the
+    /// line to show the user.
+    fn on_command(&mut self, _payload: &[u8]) -> (bool, String) {
+        (false, String::new())
     }
 }
 
@@ -344,7 +345,7 @@ impl Device for Nightlight {
         Some(&self.command_topic)
     }
 
-    fn on_command(&mut self, payload: &[u8]) -> String {
+    fn on_command(&mut self, payload: &[u8]) -> (bool, String) {
         let command: Result<serde_json::Value, _> = serde_json::from_slice(payload);
         match command
             .as_ref()
@@ -356,15 +357,18 @@ impl Device for Nightlight {
                 let was = std::mem::replace(&mut self.led_on, on);
                 let state = if on { "on" } else { "off" };
                 if was == on {
-                    format!("{}: LED stays {state}", self.device)
+                    (true, format!("{}: LED stays {state}", self.device))
                 } else {
-                    format!("{}: LED {state}", self.device)
+                    (true, format!("{}: LED {state}", self.device))
                 }
             }
-            None => format!(
-                "{}: ignored a command without a boolean \"led_on\": {}",
-                self.device,
-                String::from_utf8_lossy(payload)
+            None => (
+                false,
+                format!(
+                    "{}: ignored a command without a boolean \"led_on\": {}",
+                    self.device,
+                    String::from_utf8_lossy(payload)
+                ),
             ),
         }
     }
@@ -483,22 +487,23 @@ mod tests {
 
         assert_eq!(
             light.on_command(br#"{"led_on": true}"#),
-            "nightlight-1: LED on"
+            (true, "nightlight-1: LED on".to_owned())
         );
         let value: serde_json::Value =
             serde_json::from_slice(&light.next_message(at(0)).payload).unwrap();
         assert_eq!(value["led"], true);
         assert_eq!(
             light.on_command(br#"{"led_on": true}"#),
-            "nightlight-1: LED stays on"
+            (true, "nightlight-1: LED stays on".to_owned())
         );
-        assert!(light.on_command(b"switch!").contains("ignored"));
+        let (applied, line) = light.on_command(b"switch!");
+        assert!(!applied && line.contains("ignored"), "{line}");
         let value: serde_json::Value =
             serde_json::from_slice(&light.next_message(at(0)).payload).unwrap();
         assert_eq!(value["led"], true, "a bad command changes nothing");
         assert_eq!(
             light.on_command(br#"{"led_on": false}"#),
-            "nightlight-1: LED off"
+            (true, "nightlight-1: LED off".to_owned())
         );
     }
 

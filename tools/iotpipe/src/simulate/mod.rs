@@ -102,6 +102,10 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    pub fn new(bar: ProgressBar) -> Reporter {
+        Reporter { bar }
+    }
+
     pub fn line(&self, line: String) {
         if line.is_empty() {
             return;
@@ -252,6 +256,7 @@ impl FleetRun {
                     QoS::AtLeastOnce
                 },
                 patience: Duration::from_secs_f64(args.patience),
+                linger: None,
             },
         })
     }
@@ -267,7 +272,7 @@ pub async fn simulate(args: SimulateArgs) -> Result<bool, SimulateError> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} acknowledged · {msg}")
             .expect("a valid template"),
     );
-    let reporter = Reporter { bar: bar.clone() };
+    let reporter = Reporter::new(bar.clone());
     let counters = Arc::new(Counters::default());
     let (stop_sender, stop) = watch::channel(false);
     tokio::spawn(async move {
