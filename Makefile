@@ -1,6 +1,6 @@
 # Everything a fresh machine needs is installed here, idempotently:
-#   make run    replay the sample events through telemetry-metrics (no cloud account)
-#   make test   the whole test suite (starts its own moto on loopback)
+#   make run    the references' pipelines end to end on this machine (no cloud account)
+#   make test   the whole test suite (starts its own servers on loopback)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -22,11 +22,18 @@ WINDOWS_NOW  := 2022-02-27T05:05:00Z
 WINDOW_QUERY := SELECT window_start, device, round(max(max), 2) AS max_temperature, round(min(min), 2) AS min_temperature, round(sum(sum) / sum(count), 3) AS mean, sum(count) AS readings, count(*) FILTER (WHERE late) AS late_partials FROM window_aggregates WHERE metric = 'temperature' GROUP BY 1, 2 ORDER BY 1, 2
 WATCH_PORT   ?= 9761
 
-.PHONY: help setup servers postgres build run query bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
+# `make run`: per device and fleet, messages at RUN_RATE a second; the
+# windows function's event-time windows (and the stream's tumbling windows).
+RUN_MESSAGES ?= 40
+RUN_RATE     ?= 4
+RUN_WINDOW   ?= 5
+
+.PHONY: help setup servers postgres build run replay query bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
 
 help:
-	@echo "make run             replay events/ through telemetry-metrics, telemetry-warehouse and telemetry-windows, query the warehouse"
-	@echo "make query SQL='...' run SQL over ./warehouse with DuckDB (default: reference 000's query)"
+	@echo "make run             iotpipe run: devices -> embedded broker -> the template's rules -> the functions -> commands; report in ./run/"
+	@echo "make replay          replay events/ through telemetry-metrics, telemetry-warehouse and telemetry-windows, query ./warehouse"
+	@echo "make query SQL='...' run SQL over ./warehouse with DuckDB (default: reference 000's query; WAREHOUSE_URL=run/warehouse for make run's)"
 	@echo "make test            run every test (installs moto into .venv first)"
 	@echo "make invoke-samples  cargo lambda watch + cargo lambda invoke for every sample event"
 	@echo "make bench           benchmarks next to a Python/Powertools baseline -> BENCHMARKS.md"
@@ -75,10 +82,24 @@ build: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO_LAMBDA) lambda build --arm64 \
 	  --bin telemetry-metrics --bin telemetry-warehouse --bin device-commands --bin telemetry-windows
 
-# The main job on embedded defaults: every sample event through both
-# functions (metrics as EMF on stdout, rows as Parquet in ./warehouse), then
-# reference 000's query over the warehouse with DuckDB.
+# The main job on embedded defaults: the references' devices publish to an
+# embedded MQTT broker; the topic rules of infra/template.yaml route their
+# messages to the real function binaries (Lambda, SQS batches, Kinesis
+# tumbling windows); device-commands switches the night lights' LEDs. Then
+# reference 000's query and the window maxima over ./run/warehouse (DuckDB).
 run: setup
+	cargo build --quiet --workspace --bins
+	./target/debug/iotpipe run --out run --messages $(RUN_MESSAGES) --rate $(RUN_RATE) --window-seconds $(RUN_WINDOW) \
+	  --env telemetry-warehouse:PIPELINE_CONFIG=config/reference-pipelines.toml
+	@echo "==> reference 000's query over ./run/warehouse (DuckDB)"
+	WAREHOUSE_URL=run/warehouse $(VENV)/bin/python tools/query.py
+	@echo "==> reference 000's Dataflow step: maximum temperature per device and window (telemetry-windows)"
+	WAREHOUSE_URL=run/warehouse $(VENV)/bin/python tools/query.py "$(WINDOW_QUERY)"
+
+# Every sample event of events/ through the functions, in process (metrics
+# as EMF on stdout, rows as Parquet in ./warehouse), then reference 000's
+# query over the warehouse with DuckDB.
+replay: setup
 	rm -rf warehouse dead-letters
 	@echo "==> telemetry-metrics: EMF metrics and each trigger's answer"
 	PUBSUB_VERIFICATION_TOKEN=$(SAMPLE_TOKEN) DEAD_LETTER_URL=./dead-letters \

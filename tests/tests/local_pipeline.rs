@@ -1,0 +1,215 @@
+//! `iotpipe run` end to end, small: all four reference fleets and a few
+//! hostile messages through the embedded broker, the template's rules and
+//! the real function binaries. Every message is accounted for (accepted, or
+//! dead-lettered with a reason), reference 000's query returns the newest
+//! rows, the window maxima equal the maxima of the rows written, and the
+//! night lights got their commands.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use e2e_tests::{duckdb_query, free_port, function_binary, repo_root, scratch_dir};
+use serde_json::Value;
+
+const WINDOW_SECONDS: i64 = 2;
+
+#[test]
+fn the_references_run_end_to_end_and_every_message_is_accounted_for() {
+    let out = scratch_dir("local-pipeline");
+    let port = free_port();
+    let config = repo_root().join("config/reference-pipelines.toml");
+    let mut run = Command::new(function_binary("iotpipe"))
+        .args([
+            "run",
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            &port.to_string(),
+        ])
+        .args([
+            "--messages",
+            "20",
+            "--rate",
+            "10",
+            "--window-seconds",
+            &WINDOW_SECONDS.to_string(),
+        ])
+        .arg("--env")
+        .arg(format!(
+            "telemetry-warehouse:PIPELINE_CONFIG={}",
+            config.display()
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("iotpipe runs");
+    let mut stdout = BufReader::new(run.stdout.take().unwrap()).lines();
+    let first = stdout.next().expect("a first line").unwrap();
+    assert!(first.starts_with("iotpipe run:"), "{first}");
+
+    // Hostile messages from another publisher while the devices run.
+    let publish = |topic: &str, payload: &str| {
+        let status = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-m",
+                payload,
+            ])
+            .status()
+            .expect("mosquitto_pub runs (Debian's mosquitto-clients)");
+        assert!(status.success());
+    };
+    publish(
+        "devices/bad-1/telemetry",
+        r#"{"device": "bad-1", "temperature": "hot"}"#,
+    );
+    publish("devices/bad-1/unknown", "{}");
+    publish("devices/bad-1/telemetry", "not json");
+
+    let rest: Vec<String> = stdout.map_while(Result::ok).collect();
+    let status = run.wait().unwrap();
+    let said = rest.join("\n");
+    assert!(status.success(), "{said}");
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let total = &report["total"];
+    let number = |value: &Value| value.as_u64().unwrap();
+    // 2 sensors, 1 host, 1 CO2 meter, 2 night lights, 20 messages each; 3 hostile.
+    assert_eq!(number(&total["sent"]), 6 * 20 + 3, "{said}");
+    assert_eq!(
+        number(&total["sent"]),
+        number(&total["accepted"]) + number(&total["dead_lettered"])
+    );
+    assert_eq!(
+        number(&total["dead_lettered"]),
+        3,
+        "{}",
+        report["dead_letter_reasons"]
+    );
+    for fleet in report["fleets"].as_array().unwrap() {
+        assert_eq!(fleet["sent"], fleet["acknowledged"], "{fleet}");
+        assert_eq!(fleet["sent"], fleet["accepted"], "{fleet}");
+    }
+    let reasons = report["dead_letter_reasons"].to_string();
+    assert!(
+        reasons.contains("no enabled rule selects messages on devices/bad-1/unknown"),
+        "{reasons}"
+    );
+    let unrouted = std::fs::read_to_string(out.join("dead-letters/local-pipeline.jsonl")).unwrap();
+    assert!(
+        unrouted.contains("devices/bad-1/unknown") && unrouted.contains("\"payload\":\"{}\""),
+        "{unrouted}"
+    );
+    for rule in [
+        "StatusRule",
+        "CommandsRule",
+        "TelemetryRule",
+        "TextTelemetryRule",
+    ] {
+        assert!(
+            number(&report["rules"][rule]) > 0,
+            "{rule}: {}",
+            report["rules"]
+        );
+    }
+    // The first decision for each night light is always sent.
+    assert!(number(&total["commands_sent"]) >= 2, "{total}");
+    assert_eq!(total["commands_sent"], total["commands_applied"], "{said}");
+    assert!(said.contains("nightlight-1: LED"), "{said}");
+    assert!(
+        report["metrics"]["telemetry-metrics"]["temp-sensor-istanbul"]["temperature"]["count"]
+            == 20,
+        "{}",
+        report["metrics"]
+    );
+
+    // Reference 000's query over the run's warehouse.
+    let warehouse = out.join("warehouse");
+    let table = |name: &str| {
+        format!(
+            "read_parquet('{}/{name}/**/*.parquet', hive_partitioning = true)",
+            warehouse.display()
+        )
+    };
+    let newest = duckdb_query(&format!(
+        "SELECT timestamp, device, temperature FROM {} ORDER BY timestamp DESC LIMIT 100",
+        table("sensordata")
+    ));
+    assert_eq!(newest.len(), 40, "both sensors' 20 readings");
+    let latest = duckdb_query(&format!(
+        "SELECT max(timestamp) AS t FROM {}",
+        table("sensordata")
+    ));
+    assert_eq!(newest[0]["timestamp"], latest[0]["t"]);
+
+    // The windows function's maxima equal the maxima of the rows written.
+    let expected = duckdb_query(&format!(
+        "SELECT device, (epoch(timestamp)::BIGINT // {WINDOW_SECONDS}) * {WINDOW_SECONDS} * 1000 AS start, max(value) AS max \
+         FROM {} WHERE metric = 'temperature' GROUP BY ALL ORDER BY device, start",
+        table("readings")
+    ));
+    let windows = duckdb_query(&format!(
+        "SELECT device, epoch_ms(window_start) AS start, max(max) AS max FROM {} \
+         WHERE metric = 'temperature' GROUP BY ALL ORDER BY device, start",
+        table("window_aggregates")
+    ));
+    assert!(!windows.is_empty());
+    assert_eq!(windows, expected);
+
+    let chart = std::fs::read_to_string(out.join("chart.html")).unwrap();
+    assert_eq!(chart.matches("<svg").count(), 3);
+}
+
+#[test]
+fn a_port_taken_or_a_template_without_rules_is_one_clear_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = scratch_dir("local-pipeline-errors");
+    let output = Command::new(function_binary("iotpipe"))
+        .args([
+            "run",
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            &port.to_string(),
+            "--messages",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains(&format!("127.0.0.1:{port}")) && said.contains("--listen"),
+        "{said}"
+    );
+
+    let template = out.join("template.yaml");
+    std::fs::write(
+        &template,
+        "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n",
+    )
+    .unwrap();
+    let output = Command::new(function_binary("iotpipe"))
+        .args([
+            "run",
+            "--out",
+            out.to_str().unwrap(),
+            "--template",
+            template.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("no enabled AWS::IoT::TopicRule"), "{said}");
+}
