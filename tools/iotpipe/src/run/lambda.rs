@@ -95,7 +95,11 @@ impl LocalFunction {
         };
         let log_file = std::fs::File::create(&log)
             .map_err(|error| start_error(format!("{}: {error}", log.display())))?;
-        let mut child = Command::new(&path)
+        let mut child = Command::new(&path);
+        // Its own process group: Ctrl-C in the terminal stops `iotpipe run`,
+        // which then lets the functions finish what was sent before exiting.
+        std::os::unix::process::CommandExt::process_group(&mut child, 0);
+        let mut child = child
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
