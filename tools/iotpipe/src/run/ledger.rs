@@ -49,6 +49,8 @@ pub struct Ledger {
     /// Deliveries not yet settled (taken, or dead-lettered for good).
     in_flight: AtomicI64,
     settled: Notify,
+    /// When the last delivery settled.
+    last_settled: Mutex<Option<std::time::Instant>>,
 }
 
 /// The run's totals.
@@ -186,9 +188,14 @@ impl Ledger {
     }
 
     fn settle(&self) {
+        *self.last_settled.lock().expect("no panic while held") = Some(std::time::Instant::now());
         if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.settled.notify_waiters();
         }
+    }
+
+    pub fn last_settled(&self) -> Option<std::time::Instant> {
+        *self.last_settled.lock().expect("no panic while held")
     }
 
     pub fn in_flight(&self) -> i64 {

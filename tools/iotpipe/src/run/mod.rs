@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 use crate::rules::template;
 use crate::simulate::connection::{mqtt_options, Broker};
-use crate::simulate::device::{run_device, Counters, Plan};
+use crate::simulate::device::{run_device, switch_latency, Counters, Plan};
 use crate::simulate::fleet::FleetKind;
 use crate::simulate::Reporter;
 use chart::Series;
@@ -302,6 +302,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         patience: Duration::from_secs(30),
         linger: Some(linger),
     };
+    let devices_started = Instant::now();
     let mut devices = Vec::new();
     for fleet in &fleets {
         for name in &fleet.names {
@@ -362,6 +363,10 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
     bar.set_message("draining queues and windows".to_owned());
     draining.store(true, Ordering::SeqCst);
     ledger.wait_settled().await;
+    let pipeline_time = ledger.last_settled().map_or_else(
+        || devices_started.elapsed(),
+        |last| last.duration_since(devices_started),
+    );
     for task in &router.tasks {
         if !task.is_finished() {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -445,6 +450,13 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         device_acknowledged: expected,
         interrupted: interrupted.load(Ordering::SeqCst),
         elapsed: started.elapsed(),
+        switch_latency: switch_latency(
+            &fleets
+                .iter()
+                .map(|fleet| fleet.counters.as_ref())
+                .collect::<Vec<_>>(),
+        ),
+        pipeline_time,
     });
     let maxima = report::window_maxima(&warehouse)?;
     let page = chart::html(

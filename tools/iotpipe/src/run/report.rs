@@ -55,6 +55,11 @@ pub struct Report {
     /// the rules engine: equal unless the broker lost messages.
     broker: Value,
     devices_that_gave_up: Vec<Value>,
+    /// From a night light's reading that called for a switch to its LED
+    /// switching (ms).
+    command_latency_ms: Value,
+    /// Messages per second from the first publish to the last delivery.
+    throughput: Value,
     interrupted: bool,
     elapsed_seconds: f64,
 }
@@ -69,6 +74,9 @@ pub struct Inputs<'a> {
     pub device_acknowledged: u64,
     pub interrupted: bool,
     pub elapsed: Duration,
+    pub switch_latency: Option<(usize, f64, f64)>,
+    /// From the devices' start to every delivery settled.
+    pub pipeline_time: Duration,
 }
 
 impl Report {
@@ -132,6 +140,15 @@ impl Report {
                         .map(|reason| serde_json::json!({"device": outcome.name, "not_acknowledged": outcome.failed(), "reason": reason}))
                 })
                 .collect(),
+            command_latency_ms: match inputs.switch_latency {
+                Some((switches, p50, p99)) => serde_json::json!({"switches": switches, "p50": p50, "p99": p99}),
+                None => Value::Null,
+            },
+            throughput: serde_json::json!({
+                "messages": totals.sent,
+                "seconds": inputs.pipeline_time.as_secs_f64(),
+                "messages_per_second": totals.sent as f64 / inputs.pipeline_time.as_secs_f64().max(1e-3),
+            }),
             interrupted: inputs.interrupted,
             elapsed_seconds: inputs.elapsed.as_secs_f64(),
         }
@@ -201,6 +218,21 @@ impl Report {
         println!(
             "  sent {}, applied by the devices {}",
             total.commands_sent, total.commands_applied
+        );
+        if let (Some(p50), Some(p99)) = (
+            self.command_latency_ms["p50"].as_f64(),
+            self.command_latency_ms["p99"].as_f64(),
+        ) {
+            println!(
+                "  {} LED switch(es) timed from the reading that called for one: p50 {p50:.1} ms, p99 {p99:.1} ms",
+                self.command_latency_ms["switches"]
+            );
+        }
+        println!(
+            "== throughput: {} messages in {:.2} s from the devices' start to the last delivery ({:.0} messages/s)",
+            self.throughput["messages"],
+            self.throughput["seconds"].as_f64().unwrap_or_default(),
+            self.throughput["messages_per_second"].as_f64().unwrap_or_default()
         );
         println!("== metrics per device (EMF of telemetry-metrics: count, min, max, last)");
         if let Some(metrics) = self.metrics.get("telemetry-metrics") {

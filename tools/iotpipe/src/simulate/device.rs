@@ -51,6 +51,30 @@ pub struct Counters {
     pub reconnections: AtomicU64,
     /// Commands the devices understood and applied.
     pub commands_applied: AtomicU64,
+    /// Microseconds from a reading that called for a switch to the switch.
+    pub switch_latencies_us: Mutex<Vec<u64>>,
+}
+
+/// The switch latencies' count, median and 99th percentile (ms).
+pub fn switch_latency(counters: &[&Counters]) -> Option<(usize, f64, f64)> {
+    let mut samples: Vec<u64> = counters
+        .iter()
+        .flat_map(|counters| {
+            counters
+                .switch_latencies_us
+                .lock()
+                .expect("no panic while held")
+                .clone()
+        })
+        .collect();
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    let at = |quantile: f64| {
+        samples[((samples.len() - 1) as f64 * quantile).round() as usize] as f64 / 1000.0
+    };
+    Some((samples.len(), at(0.5), at(0.99)))
 }
 
 /// How one device's run ended.
@@ -295,14 +319,21 @@ fn apply_command(
     counters: &Counters,
     reporter: &Reporter,
 ) {
-    let (applied, line) = device
+    let outcome = device
         .lock()
         .expect("no panic while holding the device")
         .on_command(payload);
-    if applied {
+    if outcome.applied {
         counters.commands_applied.fetch_add(1, Ordering::Relaxed);
     }
-    reporter.line(line);
+    if let Some(latency) = outcome.latency {
+        counters
+            .switch_latencies_us
+            .lock()
+            .expect("no panic while held")
+            .push(latency.as_micros() as u64);
+    }
+    reporter.line(outcome.line);
 }
 
 /// A broker that refuses the device's credentials will refuse them again:

@@ -30,11 +30,21 @@ pub trait Device: Send {
         None
     }
 
-    /// Applies a command: whether it was one the device understood, and the
-    /// line to show the user.
-    fn on_command(&mut self, _payload: &[u8]) -> (bool, String) {
-        (false, String::new())
+    /// Applies a command.
+    fn on_command(&mut self, _payload: &[u8]) -> CommandOutcome {
+        CommandOutcome::default()
     }
+}
+
+/// What a device did with a command.
+#[derive(Debug, Default, PartialEq)]
+pub struct CommandOutcome {
+    /// It understood the command and applied it.
+    pub applied: bool,
+    /// The line to show the user.
+    pub line: String,
+    /// Time from the reading that called for this switch to the switch.
+    pub latency: Option<std::time::Duration>,
 }
 
 /// Topics as the SAM template's device policy allows them:
@@ -305,11 +315,17 @@ pub struct Nightlight {
     reading: u64,
     phase: f64,
     led_on: bool,
+    /// The LED state the last readings call for under reference 004's rule,
+    /// and when the first of them was published: to time the switch.
+    awaited_switch: Option<(bool, std::time::Instant)>,
     rng: StdRng,
 }
 
 /// Readings in one simulated day.
 const NIGHTLIGHT_DAY: f64 = 60.0;
+/// Reference 004's server switches the LED on below this light level. The
+/// device uses it only to time how long a switch takes to arrive.
+const REFERENCE_004_THRESHOLD: u32 = 300;
 
 impl Nightlight {
     pub fn new(device: &str, prefix: &str) -> Nightlight {
@@ -322,6 +338,7 @@ impl Nightlight {
             reading: 0,
             phase,
             led_on: false,
+            awaited_switch: None,
             rng,
         }
     }
@@ -334,6 +351,12 @@ impl Device for Nightlight {
             .clamp(0.0, 1023.0)
             .round() as u32;
         self.reading += 1;
+        let wanted = light < REFERENCE_004_THRESHOLD;
+        if wanted == self.led_on {
+            self.awaited_switch = None;
+        } else if self.awaited_switch.is_none() {
+            self.awaited_switch = Some((wanted, std::time::Instant::now()));
+        }
         let payload = serde_json::json!({ "light": light, "led": self.led_on });
         Message {
             topic: self.topic.clone(),
@@ -345,7 +368,7 @@ impl Device for Nightlight {
         Some(&self.command_topic)
     }
 
-    fn on_command(&mut self, payload: &[u8]) -> (bool, String) {
+    fn on_command(&mut self, payload: &[u8]) -> CommandOutcome {
         let command: Result<serde_json::Value, _> = serde_json::from_slice(payload);
         match command
             .as_ref()
@@ -356,20 +379,33 @@ impl Device for Nightlight {
             Some(on) => {
                 let was = std::mem::replace(&mut self.led_on, on);
                 let state = if on { "on" } else { "off" };
-                if was == on {
-                    (true, format!("{}: LED stays {state}", self.device))
+                let latency = match self.awaited_switch {
+                    Some((wanted, since)) if wanted == on => {
+                        self.awaited_switch = None;
+                        Some(since.elapsed())
+                    }
+                    _ => None,
+                };
+                let line = if was == on {
+                    format!("{}: LED stays {state}", self.device)
                 } else {
-                    (true, format!("{}: LED {state}", self.device))
+                    format!("{}: LED {state}", self.device)
+                };
+                CommandOutcome {
+                    applied: true,
+                    line,
+                    latency,
                 }
             }
-            None => (
-                false,
-                format!(
+            None => CommandOutcome {
+                applied: false,
+                line: format!(
                     "{}: ignored a command without a boolean \"led_on\": {}",
                     self.device,
                     String::from_utf8_lossy(payload)
                 ),
-            ),
+                latency: None,
+            },
         }
     }
 }
@@ -486,24 +522,51 @@ mod tests {
         assert!(levels.iter().any(|&level| level > 600), "{levels:?}");
 
         assert_eq!(
-            light.on_command(br#"{"led_on": true}"#),
-            (true, "nightlight-1: LED on".to_owned())
+            light.on_command(br#"{"led_on": true}"#).line,
+            "nightlight-1: LED on"
         );
         let value: serde_json::Value =
             serde_json::from_slice(&light.next_message(at(0)).payload).unwrap();
         assert_eq!(value["led"], true);
         assert_eq!(
-            light.on_command(br#"{"led_on": true}"#),
-            (true, "nightlight-1: LED stays on".to_owned())
+            light.on_command(br#"{"led_on": true}"#).line,
+            "nightlight-1: LED stays on"
         );
-        let (applied, line) = light.on_command(b"switch!");
-        assert!(!applied && line.contains("ignored"), "{line}");
+        let ignored = light.on_command(b"switch!");
+        assert!(
+            !ignored.applied && ignored.line.contains("ignored"),
+            "{}",
+            ignored.line
+        );
         let value: serde_json::Value =
             serde_json::from_slice(&light.next_message(at(0)).payload).unwrap();
         assert_eq!(value["led"], true, "a bad command changes nothing");
+        let off = light.on_command(br#"{"led_on": false}"#);
+        assert!(off.applied);
+        assert_eq!(off.line, "nightlight-1: LED off");
+    }
+
+    #[test]
+    fn a_switch_is_timed_from_the_reading_that_calls_for_it() {
+        let mut light = Nightlight::new("nightlight-1", "devices");
+        // Readings until one is dark enough for reference 004's rule.
+        let mut dark = false;
+        for _ in 0..60 {
+            let message = light.next_message(DateTime::from_timestamp(0, 0).unwrap());
+            let value: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+            if value["light"].as_u64().unwrap() < 300 {
+                dark = true;
+                break;
+            }
+        }
+        assert!(dark);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let switched = light.on_command(br#"{"led_on": true}"#);
+        assert!(switched.latency.unwrap() >= std::time::Duration::from_millis(5));
         assert_eq!(
-            light.on_command(br#"{"led_on": false}"#),
-            (true, "nightlight-1: LED off".to_owned())
+            light.on_command(br#"{"led_on": true}"#).latency,
+            None,
+            "timed once"
         );
     }
 

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::device_files::{read_devices, DeviceFilesError};
 use connection::{mqtt_options, Broker, TlsFiles};
-use device::{run_device, Counters, DeviceOutcome, Plan};
+use device::{run_device, switch_latency, Counters, DeviceOutcome, Plan};
 use fleet::{FleetKind, FLEET_NAMES};
 
 #[derive(Debug, thiserror::Error)]
@@ -341,6 +341,9 @@ pub async fn simulate(args: SimulateArgs) -> Result<bool, SimulateError> {
         }
     }
     println!("{summary}");
+    if let Some((switches, p50, p99)) = switch_latency(&[&counters]) {
+        println!("LED switches timed: {switches}, from the reading that called for one to the LED: p50 {p50:.1} ms, p99 {p99:.1} ms");
+    }
     if *stop.borrow() {
         println!("stopped by Ctrl-C");
     }
