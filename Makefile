@@ -37,7 +37,7 @@ help:
 	@echo "make test            run every test (installs moto into .venv first)"
 	@echo "make invoke-samples  cargo lambda watch + cargo lambda invoke for every sample event"
 	@echo "make bench           benchmarks next to a Python/Powertools baseline -> BENCHMARKS.md"
-	@echo "make bench-part PART=commands|envelope_libraries|windows   one part again, the rest as the last run left it"
+	@echo "make bench-part PART=commands|envelope_libraries|windows|local_pipeline   one part again, the rest as the last run left it"
 	@echo "make lint            rustfmt, clippy -D warnings, cfn-lint and checkov on infra/template.yaml"
 	@echo "make deploy          sam build + sam deploy --guided (needs AWS credentials)"
 	@echo "make destroy         delete the stack (STACK_NAME=$(STACK_NAME))"

@@ -27,6 +27,9 @@ import urllib.request
 import zipfile
 from base64 import b64decode
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import local_pipeline  # noqa: E402  (bench/local_pipeline.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 BENCH_PYTHON = os.path.join(ROOT, ".venv-bench", "bin", "python")
@@ -727,6 +730,8 @@ def report(results):
         lines += commands_lines(r["commands"])
     if r.get("windows"):
         lines += windows_lines(r["windows"])
+    if r.get("local_pipeline"):
+        lines += local_pipeline.lines(r["local_pipeline"])
     lines += ["## Prices", "",
               "us-east-1, from the AWS pricing pages (aws.amazon.com/cloudwatch/pricing, aws.amazon.com/lambda/pricing) as of %s:" % r["machine"]["date"],
               "PutMetricData $%.2f per 1,000 requests; CloudWatch Logs ingestion $%.2f per GB (what EMF costs instead of API calls);" % (PRICE_PUT_METRIC_DATA_PER_1000, PRICE_LOG_INGESTION_PER_GB),
@@ -743,7 +748,8 @@ def only(part):
     path = os.path.join(ROOT, "bench", "results.json")
     with open(path) as f:
         results = json.load(f)
-    measure = {"commands": commands_bench, "envelope_libraries": envelope_libraries, "windows": windows_bench}[part]
+    measure = {"commands": commands_bench, "envelope_libraries": envelope_libraries, "windows": windows_bench,
+               "local_pipeline": lambda: local_pipeline.measure(log)}[part]
     results[part] = measure()
     history = os.path.join(ROOT, "bench", "history.md")
     if os.path.exists(history):
@@ -791,6 +797,7 @@ def main():
     results["envelope_libraries"] = envelope_libraries()
     results["commands"] = commands_bench()
     results["windows"] = windows_bench()
+    results["local_pipeline"] = local_pipeline.measure(log)
     history = os.path.join(ROOT, "bench", "history.md")
     if os.path.exists(history):
         with open(history) as f:

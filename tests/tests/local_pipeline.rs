@@ -6,7 +6,9 @@
 //! night lights got their commands.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use e2e_tests::{duckdb_query, free_port, function_binary, repo_root, scratch_dir};
 use serde_json::Value;
@@ -212,4 +214,149 @@ fn a_port_taken_or_a_template_without_rules_is_one_clear_line() {
     let said = String::from_utf8_lossy(&output.stderr);
     assert_eq!(said.lines().count(), 1, "{said}");
     assert!(said.contains("no enabled AWS::IoT::TopicRule"), "{said}");
+
+    let empty = out.join("no-functions");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = Command::new(function_binary("iotpipe"))
+        .args([
+            "run",
+            "--out",
+            out.to_str().unwrap(),
+            "--functions",
+            empty.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.contains("not found in") && said.contains("cargo build --workspace --bins"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_backend_that_keeps_failing_ends_in_the_redrive_queue_and_nothing_is_lost() {
+    let out = scratch_dir("local-pipeline-redrive");
+    // The warehouse's database is down for the whole run: every batch is
+    // reported back, redelivered, and after the queue's 5 receives moved to
+    // the redrive queue.
+    let closed = free_port();
+    let output = Command::new(function_binary("iotpipe"))
+        .args([
+            "run",
+            "--out",
+            out.to_str().unwrap(),
+            "--fleet",
+            "gcp-iot-lab",
+            "--devices",
+            "1",
+        ])
+        .args(["--messages", "5", "--rate", "20"])
+        .arg("--env")
+        .arg(format!(
+            "telemetry-warehouse:WAREHOUSE_URL=mysql://iot:x@127.0.0.1:{closed}/iot"
+        ))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let total = &report["total"];
+    assert_eq!(total["sent"], 5, "{said}");
+    assert_eq!(total["dead_lettered"], 5, "{said}");
+    assert_eq!(total["accepted"], 0);
+    let warehouse = &report["functions"]["TelemetryWarehouseFunction"];
+    assert_eq!(warehouse["records"], 5);
+    assert_eq!(warehouse["records_retried"], 5 * 4, "{warehouse}");
+    let redriven = std::fs::read_to_string(out.join("dead-letters/local-pipeline.jsonl")).unwrap();
+    assert_eq!(redriven.lines().count(), 5, "{redriven}");
+    for letter in redriven.lines() {
+        let letter: Value = serde_json::from_str(letter).unwrap();
+        assert!(
+            letter["reason"]
+                .as_str()
+                .unwrap()
+                .contains("WarehouseQueue: not processed after 5 receives"),
+            "{letter}"
+        );
+        assert!(
+            letter["payload"]
+                .as_str()
+                .unwrap()
+                .contains("\"temperature\""),
+            "the raw message is kept: {letter}"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_devices_and_still_delivers_and_reports() {
+    let out = scratch_dir("local-pipeline-interrupt");
+    let mut run = Command::new(function_binary("iotpipe"))
+        .args([
+            "run",
+            "--out",
+            out.to_str().unwrap(),
+            "--messages",
+            "1000",
+            "--rate",
+            "5",
+        ])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(run.stdout.take().unwrap()).lines();
+    let first = stdout.next().unwrap().unwrap();
+    assert!(first.starts_with("iotpipe run:"), "{first}");
+    std::thread::sleep(Duration::from_secs(2));
+    // What a terminal's Ctrl-C does: SIGINT to the whole process group.
+    let status = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", run.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = stdout.map_while(Result::ok).collect();
+    assert!(run.wait().unwrap().success(), "{}", rest.join("\n"));
+    assert!(
+        rest.iter()
+            .any(|line| line.starts_with("stopped by Ctrl-C")),
+        "{}",
+        rest.join("\n")
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let total = &report["total"];
+    let sent = total["sent"].as_u64().unwrap();
+    assert!(sent > 0 && sent < 6 * 1000, "{total}");
+    assert_eq!(
+        total["dead_lettered"], 0,
+        "nothing half-delivered: {}",
+        report["dead_letter_reasons"]
+    );
+    assert_eq!(report["interrupted"], true);
+    let rows = duckdb_query(&format!(
+        "SELECT count(*) AS n FROM read_parquet('{}/warehouse/readings/**/*.parquet', hive_partitioning = true) WHERE metric = 'temperature'",
+        out.display()
+    ));
+    let sensors_sent: u64 = report["fleets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|fleet| fleet["fleet"] == "gcp-iot-lab")
+        .map(|fleet| fleet["sent"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        rows[0]["n"].as_u64().unwrap(),
+        sensors_sent,
+        "every reading sent before Ctrl-C is written"
+    );
 }
