@@ -133,10 +133,15 @@ def ours(binaries, database, messages, rate):
     assert total["sent"] == DEVICES * messages == total["accepted"], total
     rows = int(database.sql("SELECT count(*) FROM iot.readings WHERE metric = 'light'").stdout.strip())
     assert rows == DEVICES * messages, rows
+    throughput = report["throughput"]
     return {
         "messages": total["sent"],
-        "seconds": report["throughput"]["seconds"],
-        "messages_per_second": report["throughput"]["messages_per_second"],
+        # To the last row stored, as the baseline is measured.
+        "seconds": throughput["rows_written_seconds"],
+        "messages_per_second": throughput["messages_per_second_to_rows_written"],
+        # To the last delivery of any function (commands, metrics, windows).
+        "all_functions_seconds": throughput["seconds"],
+        "all_functions_messages_per_second": throughput["messages_per_second"],
         "latency_ms": report["command_latency_ms"],
     }
 
@@ -207,6 +212,8 @@ def lines(r):
             "| messages/s, devices' start to the last reading stored (%s messages, devices as fast as they can) | %s | %s | %.1fx |" % (
                 "{:,}".format(r["throughput_messages"]), "{:,.0f}".format(t_ours["messages_per_second"]),
                 "{:,.0f}".format(t_base["messages_per_second"]), t_ours["messages_per_second"] / t_base["messages_per_second"]),
+            "| ... to the last delivery of every function (commands, metrics, windows too) | %s | - | - |" % (
+                "{:,.0f}".format(t_ours["all_functions_messages_per_second"])),
             "| reading to LED switch, p50 (ms; %d messages/s per device) | %s | %s | - |" % (
                 r["latency_rate"], "%.1f" % l_ours.get("p50", float("nan")), "%.1f" % l_base.get("p50", float("nan"))),
             "| reading to LED switch, p99 (ms) | %s | %s | - |" % (

@@ -16,16 +16,8 @@ impl TestCertificates {
     pub fn generate(directory: &Path) -> TestCertificates {
         std::fs::create_dir_all(directory).unwrap();
         let openssl = |args: &[&str]| {
-            let output = Command::new("openssl")
-                .args(args)
-                .current_dir(directory)
-                .output()
-                .expect("openssl runs (Debian's openssl package)");
-            assert!(
-                output.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(|arg| arg.as_ref()).collect();
+            openssl_in(directory, &args)
         };
         let p256 = [
             "-newkey",
@@ -144,8 +136,13 @@ pub fn signing_request(directory: &Path, name: &str) -> (PathBuf, PathBuf) {
 }
 
 fn openssl(args: &[&std::ffi::OsStr]) {
+    openssl_in(Path::new("."), args)
+}
+
+fn openssl_in(directory: &Path, args: &[&std::ffi::OsStr]) {
     let output = Command::new("openssl")
         .args(args)
+        .current_dir(directory)
         .output()
         .expect("openssl runs (Debian's openssl package)");
     assert!(

@@ -170,25 +170,33 @@ fn the_references_run_end_to_end_and_every_message_is_accounted_for() {
     assert_eq!(chart.matches("<svg").count(), 3);
 }
 
+/// Runs `iotpipe run` expecting it to fail; its one line of error.
+fn refused(args: &[&str]) -> String {
+    let output = Command::new(function_binary("iotpipe"))
+        .arg("run")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(said.lines().count(), 1, "{said}");
+    said
+}
+
 #[test]
 fn a_port_taken_or_a_template_without_rules_is_one_clear_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let out = scratch_dir("local-pipeline-errors");
-    let output = Command::new(function_binary("iotpipe"))
-        .args([
-            "run",
-            "--out",
-            out.to_str().unwrap(),
-            "--listen",
-            &port.to_string(),
-            "--messages",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let said = String::from_utf8_lossy(&output.stderr);
+    let out_arg = out.to_str().unwrap();
+    let said = refused(&[
+        "--out",
+        out_arg,
+        "--listen",
+        &port.to_string(),
+        "--messages",
+        "1",
+    ]);
     assert!(
         said.contains(&format!("127.0.0.1:{port}")) && said.contains("--listen"),
         "{said}"
@@ -200,36 +208,12 @@ fn a_port_taken_or_a_template_without_rules_is_one_clear_line() {
         "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n",
     )
     .unwrap();
-    let output = Command::new(function_binary("iotpipe"))
-        .args([
-            "run",
-            "--out",
-            out.to_str().unwrap(),
-            "--template",
-            template.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(said.lines().count(), 1, "{said}");
+    let said = refused(&["--out", out_arg, "--template", template.to_str().unwrap()]);
     assert!(said.contains("no enabled AWS::IoT::TopicRule"), "{said}");
 
     let empty = out.join("no-functions");
     std::fs::create_dir_all(&empty).unwrap();
-    let output = Command::new(function_binary("iotpipe"))
-        .args([
-            "run",
-            "--out",
-            out.to_str().unwrap(),
-            "--functions",
-            empty.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(said.lines().count(), 1, "{said}");
+    let said = refused(&["--out", out_arg, "--functions", empty.to_str().unwrap()]);
     assert!(
         said.contains("not found in") && said.contains("cargo build --workspace --bins"),
         "{said}"

@@ -98,75 +98,51 @@ fn seconds_label(start: i64) -> impl Fn(&i64) -> String {
 }
 
 fn plot_temperature(series: &Series, maxima: &[WindowMaximum]) -> Result<String, String> {
-    let mut points: Vec<(i64, f64)> = series.temperature.values().flatten().copied().collect();
-    points.extend(maxima.iter().map(|(_, start, _, max)| (*start, *max)));
-    let Some((t0, t1, v0, v1)) = bounds(points.iter()) else {
-        return Ok("<p>No temperature readings.</p>".into());
-    };
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 320)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Temperature", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(t0..t1, v0..v1)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_label_formatter(&seconds_label(t0))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        for (index, (device, values)) in series.temperature.iter().enumerate() {
-            let color = Palette99::pick(index).to_rgba();
-            chart
-                .draw_series(LineSeries::new(
-                    values.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(device.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-            let device_maxima = maxima.iter().filter(|(d, ..)| d == device);
-            chart
-                .draw_series(device_maxima.map(|(_, start, end, max)| {
-                    Circle::new(((start + end) / 2, *max), 5, color.filled())
-                }))
-                .map_err(|e| e.to_string())?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+    let dots: Vec<(String, i64, f64)> = maxima
+        .iter()
+        .map(|(device, start, end, max)| (device.clone(), (start + end) / 2, *max))
+        .collect();
+    plot("Temperature", 320, &series.temperature, &dots)
 }
 
 fn plot_lines(caption: &str, lines: &BTreeMap<String, Vec<(i64, f64)>>) -> Result<String, String> {
-    let Some((t0, t1, v0, v1)) = bounds(lines.values().flatten()) else {
+    plot(caption, 280, lines, &[])
+}
+
+/// One SVG: a line per entry of `lines`, and `dots` in the colour of the
+/// line they name.
+fn plot(
+    caption: &str,
+    height: u32,
+    lines: &BTreeMap<String, Vec<(i64, f64)>>,
+    dots: &[(String, i64, f64)],
+) -> Result<String, String> {
+    let all = lines
+        .values()
+        .flatten()
+        .copied()
+        .chain(dots.iter().map(|(_, t, v)| (*t, *v)))
+        .collect::<Vec<_>>();
+    let Some((t0, t1, v0, v1)) = bounds(all.iter()) else {
         return Ok(format!("<p>No data for {caption}.</p>"));
     };
+    let error = |e: &dyn std::fmt::Display| e.to_string();
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (900, 280)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| error(&e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(50)
             .build_cartesian_2d(t0..t1, v0..v1)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| error(&e))?;
         chart
             .configure_mesh()
             .x_label_formatter(&seconds_label(t0))
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| error(&e))?;
         for (index, (name, values)) in lines.iter().enumerate() {
             let color = Palette99::pick(index).to_rgba();
             chart
@@ -174,17 +150,21 @@ fn plot_lines(caption: &str, lines: &BTreeMap<String, Vec<(i64, f64)>>) -> Resul
                     values.iter().copied(),
                     color.stroke_width(2),
                 ))
-                .map_err(|e| e.to_string())?
+                .map_err(|e| error(&e))?
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+            let own = dots.iter().filter(|(line, ..)| line == name);
+            chart
+                .draw_series(own.map(|(_, t, v)| Circle::new((*t, *v), 5, color.filled())))
+                .map_err(|e| error(&e))?;
         }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
+            .map_err(|e| error(&e))?;
+        root.present().map_err(|e| error(&e))?;
     }
     Ok(svg)
 }

@@ -27,8 +27,7 @@ pub struct FunctionCounts {
 #[derive(Debug, Default, Clone)]
 struct MessageState {
     topic: String,
-    /// Functions it reached, and which dead-lettered it.
-    functions: Vec<String>,
+    /// Who rejected it, and why.
     dead_letters: Vec<String>,
 }
 
@@ -49,8 +48,9 @@ pub struct Ledger {
     /// Deliveries not yet settled (taken, or dead-lettered for good).
     in_flight: AtomicI64,
     settled: Notify,
-    /// When the last delivery settled.
+    /// When the last delivery settled, and each function last took one.
     last_settled: Mutex<Option<std::time::Instant>>,
+    last_taken: Mutex<BTreeMap<String, std::time::Instant>>,
 }
 
 /// The run's totals.
@@ -123,29 +123,23 @@ impl Ledger {
     /// A delivery of `message` to `function` starts.
     pub fn deliver(&self, message: u64, function: &str) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _ = message;
+        self.count(function, |counts| counts.records += 1);
+    }
+
+    fn count(&self, function: &str, update: impl FnOnce(&mut FunctionCounts)) {
         let mut books = self.books.lock().expect("no panic while held");
-        if let Some(state) = books.messages.get_mut(message as usize) {
-            if !state.functions.iter().any(|f| f == function) {
-                state.functions.push(function.to_owned());
-            }
-        }
-        books
-            .functions
-            .entry(function.to_owned())
-            .or_default()
-            .records += 1;
+        update(books.functions.entry(function.to_owned()).or_default());
     }
 
     /// The function took it (wrote it, or dead-lettered it itself: its
     /// dead letters are read at the end).
     pub fn taken(&self, function: &str) {
-        self.books
+        self.count(function, |counts| counts.accepted += 1);
+        self.last_taken
             .lock()
             .expect("no panic while held")
-            .functions
-            .entry(function.to_owned())
-            .or_default()
-            .accepted += 1;
+            .insert(function.to_owned(), std::time::Instant::now());
         self.settle();
     }
 
@@ -156,23 +150,11 @@ impl Ledger {
     }
 
     pub fn retried(&self, function: &str, records: u64) {
-        self.books
-            .lock()
-            .expect("no panic while held")
-            .functions
-            .entry(function.to_owned())
-            .or_default()
-            .records_retried += records;
+        self.count(function, |counts| counts.records_retried += records);
     }
 
     pub fn invoked(&self, function: &str) {
-        self.books
-            .lock()
-            .expect("no panic while held")
-            .functions
-            .entry(function.to_owned())
-            .or_default()
-            .invocations += 1;
+        self.count(function, |counts| counts.invocations += 1);
     }
 
     /// A dead letter naming `message` (from a function, or the rules
@@ -196,6 +178,15 @@ impl Ledger {
 
     pub fn last_settled(&self) -> Option<std::time::Instant> {
         *self.last_settled.lock().expect("no panic while held")
+    }
+
+    /// When `function` last took a delivery.
+    pub fn last_taken_by(&self, function: &str) -> Option<std::time::Instant> {
+        self.last_taken
+            .lock()
+            .expect("no panic while held")
+            .get(function)
+            .copied()
     }
 
     pub fn in_flight(&self) -> i64 {

@@ -367,6 +367,12 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         || devices_started.elapsed(),
         |last| last.duration_since(devices_started),
     );
+    let rows_written_time = wiring
+        .functions
+        .values()
+        .find(|function| function.binary == "telemetry-warehouse")
+        .and_then(|function| ledger.last_taken_by(&function.name))
+        .map(|last| last.duration_since(devices_started));
     for task in &router.tasks {
         if !task.is_finished() {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -457,6 +463,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
                 .collect::<Vec<_>>(),
         ),
         pipeline_time,
+        rows_written_time,
     });
     let maxima = report::window_maxima(&warehouse)?;
     let page = chart::html(

@@ -77,6 +77,8 @@ pub struct Inputs<'a> {
     pub switch_latency: Option<(usize, f64, f64)>,
     /// From the devices' start to every delivery settled.
     pub pipeline_time: Duration,
+    /// From the devices' start to the warehouse's last rows.
+    pub rows_written_time: Option<Duration>,
 }
 
 impl Report {
@@ -148,6 +150,10 @@ impl Report {
                 "messages": totals.sent,
                 "seconds": inputs.pipeline_time.as_secs_f64(),
                 "messages_per_second": totals.sent as f64 / inputs.pipeline_time.as_secs_f64().max(1e-3),
+                "rows_written_seconds": inputs.rows_written_time.map(|time| time.as_secs_f64()),
+                "messages_per_second_to_rows_written": inputs
+                    .rows_written_time
+                    .map(|time| totals.sent as f64 / time.as_secs_f64().max(1e-3)),
             }),
             interrupted: inputs.interrupted,
             elapsed_seconds: inputs.elapsed.as_secs_f64(),
