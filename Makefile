@@ -28,7 +28,7 @@ RUN_MESSAGES ?= 40
 RUN_RATE     ?= 4
 RUN_WINDOW   ?= 5
 
-.PHONY: help setup servers postgres build run replay query bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
+.PHONY: help setup servers postgres build run replay query cost bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
 
 help:
 	@echo "make run             iotpipe run: devices -> embedded broker -> the template's rules -> the functions -> commands; report in ./run/"
@@ -38,6 +38,7 @@ help:
 	@echo "make invoke-samples  cargo lambda watch + cargo lambda invoke for every sample event"
 	@echo "make bench           benchmarks next to a Python/Powertools baseline -> BENCHMARKS.md"
 	@echo "make bench-part PART=commands|envelope_libraries|windows|local_pipeline   one part again, the rest as the last run left it"
+	@echo "make cost            SCALE.md: monthly cost per design for 1,000 / 100,000 / 1,000,000 devices"
 	@echo "make lint            rustfmt, clippy -D warnings, cfn-lint and checkov on infra/template.yaml"
 	@echo "make deploy          sam build + sam deploy --guided (needs AWS credentials)"
 	@echo "make destroy         delete the stack (STACK_NAME=$(STACK_NAME))"
@@ -134,6 +135,12 @@ bench: setup $(STAMP_BENCH)
 # rest of BENCHMARKS.md as the last full run left it.
 bench-part: setup $(STAMP_BENCH)
 	$(VENV)/bin/python bench/run.py --only $(PART)
+
+# SCALE.md: the monthly cost per design and fleet size, from the prices in
+# tools/iotpipe/src/cost.rs and the measured figures in bench/results.json.
+cost:
+	cargo run --quiet -p iotpipe -- cost --scale-md > SCALE.md
+	@echo "wrote SCALE.md"
 
 SQL ?=
 query: setup

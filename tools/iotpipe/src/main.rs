@@ -7,9 +7,11 @@
 //!   simulated devices through the template's rules to the functions.
 //! - `metrics`, `warehouse`, `windows` (`replay.rs`): sample events through
 //!   the functions, in process, as Lambda would run them.
+//! - `cost` (`cost.rs`): the monthly bill per design, for SCALE.md.
 //! - `device_files.rs`: the key directory `provision` writes and
 //!   `simulate --keys` reads.
 
+mod cost;
 mod device_files;
 mod provision;
 mod replay;
@@ -44,6 +46,10 @@ enum Command {
     /// Run simulated devices of the references (or a TOML fleet) against
     /// an MQTT broker: local, or AWS IoT Core with the provisioned keys.
     Simulate(simulate::SimulateArgs),
+    /// What a fleet costs a month in AWS, per component, for the reference
+    /// design and ours (prices and sources in the output; our functions'
+    /// figures from bench/results.json).
+    Cost(cost::CostArgs),
     /// Send events through `telemetry-metrics` as the Lambda function would
     /// (same variables, same sinks); EMF metrics go to stdout.
     #[command(alias = "replay")]
@@ -65,6 +71,7 @@ async fn main() -> ExitCode {
             .map(|()| true)
             .map_err(|error| error.to_string()),
         Command::Run(args) => run::run(args).await,
+        Command::Cost(args) => cost::cost(args).map(|()| true),
         Command::Simulate(args) => simulate::simulate(args)
             .await
             .map_err(|error| error.to_string()),
