@@ -235,7 +235,7 @@ impl Report {
             );
         }
         println!(
-            "== throughput: {} messages in {:.2} s from the devices' start to the last delivery ({:.0} messages/s)",
+            "== pace: {} messages in {:.2} s from the devices' start to the last delivery ({:.0} messages/s; --rate bounds it unless 0)",
             self.throughput["messages"],
             self.throughput["seconds"].as_f64().unwrap_or_default(),
             self.throughput["messages_per_second"].as_f64().unwrap_or_default()
