@@ -110,6 +110,13 @@ fn the_references_run_end_to_end_and_every_message_is_accounted_for() {
         unrouted.contains("devices/bad-1/unknown") && unrouted.contains("\"payload\":\"{}\""),
         "{unrouted}"
     );
+    // `SELECT *, topic() ...` cannot merge a payload that is not a JSON
+    // object: the rules engine dead-letters it with its raw bytes.
+    assert!(
+        unrouted.contains("SELECT * with other fields")
+            && unrouted.contains("\"payload\":\"not json\""),
+        "{unrouted}"
+    );
     for rule in [
         "StatusRule",
         "CommandsRule",

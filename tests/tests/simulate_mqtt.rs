@@ -376,3 +376,50 @@ fn devices_connect_over_tls_with_their_own_certificates() {
         text(&refused)
     );
 }
+
+#[test]
+fn devices_batch_readings_into_json_arrays() {
+    let scratch = scratch_dir("simulate-batch");
+    let broker = MosquittoServer::start(&scratch.join("broker"));
+    let subscriber = Subscriber::start(&broker, "checker", &scratch.join("received.txt"));
+    let url = broker.url();
+    let run = simulate(&[
+        "--fleet",
+        "gcp-iot-lab",
+        "--messages",
+        "3",
+        "--batch",
+        "4",
+        "--rate",
+        "0",
+        "--broker",
+        &url,
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        text(&run).contains("3 message(s) of 4 readings"),
+        "{}",
+        text(&run)
+    );
+    let messages = subscriber.wait_for(6, Duration::from_secs(10));
+    assert_eq!(messages.len(), 6, "3 messages per sensor");
+    for (topic, payload) in &messages {
+        let readings: Vec<serde_json::Value> = serde_json::from_slice(payload).unwrap();
+        assert_eq!(readings.len(), 4, "{topic}");
+        let device = topic.split('/').nth(1).unwrap();
+        for reading in &readings {
+            assert_eq!(reading["device"], device);
+            assert!(
+                reading["temperature"].is_f64() && reading["timestamp"].is_i64(),
+                "{reading}"
+            );
+        }
+    }
+    let refused = simulate(&["--fleet", "co2-meter", "--batch", "2", "--broker", &url]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("--batch 2: co2-meter sends text lines"),
+        "{}",
+        text(&refused)
+    );
+}

@@ -403,24 +403,39 @@ fn call(function: &ast::Function, whole: &ast::Expr) -> Result<Expr, String> {
 }
 
 impl RuleQuery {
-    /// The rule's output for `message`, or `None` when its topic does not
-    /// match or its `WHERE` is not true.
-    pub fn evaluate(&self, message: &Message<'_>) -> Option<Value> {
+    /// The rule's output for `message`, `Ok(None)` when its topic does not
+    /// match or its `WHERE` is not true, and an error when `SELECT *` with
+    /// other fields meets a payload that is not a JSON object: there is
+    /// nothing to merge the fields into, and dropping the payload would lose
+    /// it, so the message is dead-lettered with that reason instead.
+    pub fn evaluate(&self, message: &Message<'_>) -> Result<Option<Value>, String> {
         if !topic_matches(&self.topic_filter, message.topic) {
-            return None;
+            return Ok(None);
         }
         if let Some(condition) = &self.condition {
             if evaluate(condition, message) != Some(Value::Bool(true)) {
-                return None;
+                return Ok(None);
             }
         }
         // `SELECT *` alone of a payload that is not a JSON object passes the
         // payload on as it is.
         if let [Projection::All] = self.projections.as_slice() {
-            return Some(match message.json {
+            return Ok(Some(match message.json {
                 Some(json) => json.clone(),
                 None => Value::String(String::from_utf8_lossy(message.payload).into_owned()),
-            });
+            }));
+        }
+        if self.projections.contains(&Projection::All)
+            && !matches!(message.json, Some(Value::Object(_)))
+        {
+            let kind = match message.json {
+                None => "not JSON",
+                Some(Value::Array(_)) => "a JSON array",
+                Some(_) => "a JSON value that is not an object",
+            };
+            return Err(format!(
+                "SELECT * with other fields needs a JSON object payload; this one is {kind}, which has no fields to merge them with"
+            ));
         }
         let mut output = Map::new();
         for projection in &self.projections {
@@ -437,7 +452,7 @@ impl RuleQuery {
                 }
             }
         }
-        Some(Value::Object(output))
+        Ok(Some(Value::Object(output)))
     }
 }
 
@@ -654,13 +669,15 @@ mod tests {
     fn run(sql: &str, topic: &str, payload: &str) -> Option<Value> {
         let query = parse_rule(sql).unwrap_or_else(|error| panic!("{sql}: {error}"));
         let json: Option<Value> = serde_json::from_str(payload).ok();
-        query.evaluate(&Message {
-            topic,
-            client_id: "pi-1",
-            timestamp_ms: 1_645_938_060_000,
-            payload: payload.as_bytes(),
-            json: json.as_ref(),
-        })
+        query
+            .evaluate(&Message {
+                topic,
+                client_id: "pi-1",
+                timestamp_ms: 1_645_938_060_000,
+                payload: payload.as_bytes(),
+                json: json.as_ref(),
+            })
+            .unwrap_or_else(|error| Some(Value::String(format!("refused: {error}"))))
     }
 
     #[test]
@@ -758,6 +775,24 @@ mod tests {
             run("SELECT * FROM 'a'", "a", "not json"),
             Some(json!("not json"))
         );
+        assert_eq!(run("SELECT * FROM 'a'", "a", "[1, 2]"), Some(json!([1, 2])));
+    }
+
+    #[test]
+    fn star_with_fields_refuses_what_it_cannot_merge_rather_than_drop_it() {
+        let sql = "SELECT *, topic() AS topic FROM 'a'";
+        for (payload, kind) in [
+            (r#"[{"t": 1}, {"t": 2}]"#, "a JSON array"),
+            ("not json", "not JSON"),
+            ("42", "not an object"),
+        ] {
+            let answer = run(sql, "a", payload).unwrap();
+            let text = answer.as_str().unwrap_or_default();
+            assert!(
+                text.starts_with("refused:") && text.contains(kind),
+                "{payload}: {answer}"
+            );
+        }
     }
 
     #[test]

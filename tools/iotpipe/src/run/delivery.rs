@@ -150,8 +150,20 @@ impl Router {
         };
         let mut routed = false;
         for rule in &self.wiring.rules {
-            let Some(output) = rule.query.evaluate(&message) else {
-                continue;
+            let output = match rule.query.evaluate(&message) {
+                Ok(Some(output)) => output,
+                Ok(None) => continue,
+                Err(reason) => {
+                    routed = true;
+                    ledger.routed(&rule.name);
+                    ledger.dead_letter_here(
+                        number,
+                        "rules engine",
+                        format!("rule {}: {reason}", rule.name),
+                        payload,
+                    );
+                    continue;
+                }
             };
             routed = true;
             ledger.routed(&rule.name);

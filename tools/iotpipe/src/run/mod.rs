@@ -301,6 +301,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         qos: QoS::AtLeastOnce,
         patience: Duration::from_secs(30),
         linger: Some(linger),
+        batch: 1,
     };
     let devices_started = Instant::now();
     let mut devices = Vec::new();

@@ -23,7 +23,7 @@ use rumqttc::{
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::fleet::Device;
+use super::fleet::{Device, Message};
 use super::Reporter;
 
 /// What every device of a run does.
@@ -41,6 +41,9 @@ pub struct Plan {
     /// Stay connected (taking commands) after the last acknowledgement,
     /// until this turns true; `None`: disconnect at once.
     pub linger: Option<watch::Receiver<bool>>,
+    /// Readings per message (device-side batching: a JSON array); the
+    /// interval is between readings.
+    pub batch: usize,
 }
 
 /// Counts shared with the progress bar, summed over devices.
@@ -127,19 +130,32 @@ pub async fn run_device(
                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 ticker
             });
+            let mut stopped = false;
             for _ in 0..plan.messages {
-                if let Some(ticker) = ticker.as_mut() {
-                    tokio::select! {
-                        _ = ticker.tick() => {}
-                        _ = stop.wait_for(|stopped| *stopped) => break,
+                let mut readings = Vec::with_capacity(plan.batch.max(1));
+                while readings.len() < plan.batch.max(1) {
+                    if let Some(ticker) = ticker.as_mut() {
+                        tokio::select! {
+                            _ = ticker.tick() => {}
+                            _ = stop.wait_for(|stopped| *stopped) => stopped = true,
+                        }
+                    } else {
+                        stopped = *stop.borrow();
                     }
-                } else if *stop.borrow() {
-                    break;
+                    if stopped {
+                        break;
+                    }
+                    readings.push(
+                        device
+                            .lock()
+                            .expect("no panic while holding the device")
+                            .next_message(chrono::Utc::now()),
+                    );
                 }
-                let message = device
-                    .lock()
-                    .expect("no panic while holding the device")
-                    .next_message(chrono::Utc::now());
+                // Readings taken before Ctrl-C are still sent.
+                let Some(message) = batch_message(readings) else {
+                    break;
+                };
                 if client
                     .publish(message.topic, plan.qos, false, message.payload)
                     .await
@@ -149,6 +165,9 @@ pub async fn run_device(
                 }
                 sent.fetch_add(1, Ordering::SeqCst);
                 counters.sent.fetch_add(1, Ordering::Relaxed);
+                if stopped {
+                    break;
+                }
             }
             done.store(true, Ordering::SeqCst);
         })
@@ -311,6 +330,28 @@ pub async fn run_device(
     }
 }
 
+/// One message of `readings`: the reading itself, or a JSON array of them
+/// on the first one's topic; `None` when there is none.
+pub fn batch_message(mut readings: Vec<Message>) -> Option<Message> {
+    if readings.len() <= 1 {
+        return readings.pop();
+    }
+    let mut payload =
+        Vec::with_capacity(readings.iter().map(|r| r.payload.len() + 1).sum::<usize>() + 1);
+    payload.push(b'[');
+    for (index, reading) in readings.iter().enumerate() {
+        if index > 0 {
+            payload.push(b',');
+        }
+        payload.extend_from_slice(&reading.payload);
+    }
+    payload.push(b']');
+    Some(Message {
+        topic: readings.swap_remove(0).topic,
+        payload,
+    })
+}
+
 /// A command for the device: applied (and counted) if it understands it,
 /// reported either way.
 fn apply_command(
@@ -350,4 +391,23 @@ fn refusal(error: &ConnectionError, name: &str) -> Option<String> {
         _ => "check the broker's logs",
     };
     Some(format!("the broker refused {name:?} ({code:?}): {hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_readings_are_one_json_array_on_the_first_topic() {
+        let reading = |n: u32| Message {
+            topic: "devices/a/telemetry".into(),
+            payload: format!("{{\n    \"n\": {n}\n}}").into_bytes(),
+        };
+        assert_eq!(batch_message(Vec::new()), None);
+        assert_eq!(batch_message(vec![reading(1)]), Some(reading(1)));
+        let batch = batch_message(vec![reading(1), reading(2), reading(3)]).unwrap();
+        assert_eq!(batch.topic, "devices/a/telemetry");
+        let value: serde_json::Value = serde_json::from_slice(&batch.payload).unwrap();
+        assert_eq!(value, serde_json::json!([{"n": 1}, {"n": 2}, {"n": 3}]));
+    }
 }

@@ -93,6 +93,10 @@ pub struct SimulateArgs {
     /// for acknowledgements after the last publish.
     #[arg(long, default_value_t = 30.0)]
     patience: f64,
+    /// Device-side batching: readings per message, sent as one JSON array
+    /// (--rate is then readings per second; --messages counts messages).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    batch: u64,
 }
 
 /// Prints lines above the progress bar (or plainly when there is none).
@@ -137,6 +141,12 @@ struct FleetRun {
 impl FleetRun {
     fn from_args(args: SimulateArgs) -> Result<FleetRun, SimulateError> {
         let fleet = FleetKind::parse(&args.fleet)?;
+        if args.batch > 1 && matches!(fleet, FleetKind::Co2Meter) {
+            return Err(SimulateError::Options(format!(
+                "--batch {}: co2-meter sends text lines, which do not batch into a JSON array; use a JSON fleet",
+                args.batch
+            )));
+        }
         if !(args.rate.is_finite() && args.rate >= 0.0) {
             return Err(SimulateError::Options(format!(
                 "--rate {}: give messages per second per device, 0 for as fast as possible",
@@ -257,6 +267,7 @@ impl FleetRun {
                 },
                 patience: Duration::from_secs_f64(args.patience),
                 linger: None,
+                batch: args.batch as usize,
             },
         })
     }
@@ -282,10 +293,15 @@ pub async fn simulate(args: SimulateArgs) -> Result<bool, SimulateError> {
     });
 
     println!(
-        "{}: {} device(s) x {} message(s), QoS {}, {} -> {}",
+        "{}: {} device(s) x {} message(s){}, QoS {}, {} -> {}",
         run.fleet.name(),
         run.devices.len(),
         run.plan.messages,
+        if run.plan.batch > 1 {
+            format!(" of {} readings", run.plan.batch)
+        } else {
+            String::new()
+        },
         if run.plan.qos == QoS::AtMostOnce {
             0
         } else {
