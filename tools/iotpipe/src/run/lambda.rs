@@ -42,7 +42,9 @@ pub type Metrics = BTreeMap<String, BTreeMap<String, MetricSummary>>;
 pub struct LocalFunction {
     pub binary: String,
     state: Arc<RuntimeState>,
-    child: Mutex<Child>,
+    /// Its instances: processes polling the same Runtime API, so
+    /// invocations run side by side as Lambda's concurrency runs them.
+    children: Mutex<Vec<Child>>,
     timeout: Duration,
     log: PathBuf,
     metrics: Arc<Mutex<Metrics>>,
@@ -61,14 +63,16 @@ pub enum FunctionError {
 }
 
 impl LocalFunction {
-    /// Starts `binary` from `directory` with `environment` and its own
-    /// Runtime API; fails if it exits or reports an init error at once.
+    /// Starts `instances` processes of `binary` from `directory` with
+    /// `environment` on one Runtime API of their own; fails if one exits or
+    /// reports an init error at once.
     pub async fn start(
         binary: &str,
         directory: &Path,
         environment: &BTreeMap<String, String>,
         timeout: Duration,
         logs: &Path,
+        instances: usize,
     ) -> Result<LocalFunction, FunctionError> {
         let path = directory.join(binary);
         if !path.is_file() {
@@ -95,42 +99,47 @@ impl LocalFunction {
         };
         let log_file = std::fs::File::create(&log)
             .map_err(|error| start_error(format!("{}: {error}", log.display())))?;
-        let mut child = Command::new(&path);
-        // Its own process group: Ctrl-C in the terminal stops `iotpipe run`,
-        // which then lets the functions finish what was sent before exiting.
-        std::os::unix::process::CommandExt::process_group(&mut child, 0);
-        let mut child = child
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .envs(environment)
-            .stdout(Stdio::piped())
-            .stderr(
+        let metrics: Arc<Mutex<Metrics>> = Arc::default();
+        let mut children = Vec::with_capacity(instances.max(1));
+        for _ in 0..instances.max(1) {
+            let mut command = Command::new(&path);
+            // Its own process group: Ctrl-C in the terminal stops `iotpipe
+            // run`, which then lets the functions finish what was sent.
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+            let clone_log = || {
                 log_file
                     .try_clone()
-                    .map_err(|error| start_error(error.to_string()))?,
-            )
-            .spawn()
-            .map_err(|error| start_error(error.to_string()))?;
-        let metrics: Arc<Mutex<Metrics>> = Arc::default();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (collected, mut log_file) = (metrics.clone(), log_file);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = writeln!(log_file, "{line}");
-                if line.starts_with("{\"_aws\"") {
-                    collect_emf(&line, &mut collected.lock().expect("no panic while held"));
+                    .map_err(|error| start_error(error.to_string()))
+            };
+            let mut child = command
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+                .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+                .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+                .envs(environment)
+                .stdout(Stdio::piped())
+                .stderr(clone_log()?)
+                .spawn()
+                .map_err(|error| start_error(error.to_string()))?;
+            let stdout = child.stdout.take().expect("piped stdout");
+            let (collected, mut log_file) = (metrics.clone(), clone_log()?);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let _ = writeln!(log_file, "{line}");
+                    if line.starts_with("{\"_aws\"") {
+                        collect_emf(&line, &mut collected.lock().expect("no panic while held"));
+                    }
                 }
-            }
-        });
+            });
+            children.push(child);
+        }
         let function = LocalFunction {
             binary: binary.to_owned(),
             state,
-            child: Mutex::new(child),
+            children: Mutex::new(children),
             timeout,
             log: log.clone(),
             metrics,
@@ -154,10 +163,13 @@ impl LocalFunction {
         {
             return Some(format!("init error {error}"));
         }
-        match self.child.lock().expect("no panic while held").try_wait() {
-            Ok(Some(status)) => Some(format!("exited ({status})")),
-            _ => None,
-        }
+        let mut children = self.children.lock().expect("no panic while held");
+        children
+            .iter_mut()
+            .find_map(|child| match child.try_wait() {
+                Ok(Some(status)) => Some(format!("exited ({status})")),
+                _ => None,
+            })
     }
 
     /// One invocation: the function's answer, or its error document.
@@ -216,9 +228,15 @@ impl LocalFunction {
     }
 
     pub fn stop(&self) {
-        let mut child = self.child.lock().expect("no panic while held");
-        let _ = child.kill();
-        let _ = child.wait();
+        for child in self
+            .children
+            .lock()
+            .expect("no panic while held")
+            .iter_mut()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

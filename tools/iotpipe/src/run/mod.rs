@@ -89,6 +89,11 @@ pub struct RunArgs {
     /// Kinesis shards (records are spread by partition key).
     #[arg(long, default_value_t = 2)]
     shards: u32,
+    /// Instances (processes) per function: invocations run side by side,
+    /// as Lambda's concurrency runs them. A queue's batches and a shard's
+    /// records still go one invocation at a time, in order.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
     /// Extra environment, [FUNCTION:]KEY=VALUE (repeatable; FUNCTION is a
     /// binary such as telemetry-warehouse, else every function), e.g.
     /// telemetry-warehouse:PIPELINE_CONFIG=config/reference-pipelines.toml.
@@ -231,6 +236,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
             &environment,
             Duration::from_secs(30),
             &logs,
+            usize::from(args.concurrency),
         )
         .await
         .map_err(|error| error.to_string())?;
