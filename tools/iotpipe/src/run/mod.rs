@@ -89,9 +89,9 @@ pub struct RunArgs {
     /// Kinesis shards (records are spread by partition key).
     #[arg(long, default_value_t = 2)]
     shards: u32,
-    /// Instances (processes) per function: invocations run side by side,
-    /// as Lambda's concurrency runs them. A queue's batches and a shard's
-    /// records still go one invocation at a time, in order.
+    /// Instances (processes) per function: per-message invocations run side
+    /// by side, as Lambda's concurrency runs them. A shard's records, and
+    /// locally a queue's batches, still go one invocation at a time.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
     /// Extra environment, [FUNCTION:]KEY=VALUE (repeatable; FUNCTION is a
