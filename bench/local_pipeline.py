@@ -251,4 +251,7 @@ def lines(r):
                 r["latency_rate"], ranged(l_ours, "p50"), ranged(l_base, "p50")),
             "| reading to LED switch, p99 (ms) | %s | %s | - |" % (ranged(l_ours, "p99"), ranged(l_base, "p99")),
             "| LED switches timed (all rounds) | %s | %s | - |" % (l_ours.get("switches", 0), l_base.get("switches", 0)),
-            ""]
+            "",
+            "With about 44 switches a round, p99 is a round's slowest switch. Ours are the run's first switches (a debug",
+            "run's raw samples: the first four at 68-109 ms, the rest at 7-57 ms), so most likely the function instances'",
+            "cold first requests and connections; not yet profiled.", ""]
