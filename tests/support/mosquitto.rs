@@ -158,9 +158,22 @@ impl Subscriber {
     /// Subscribes with a persistent session under `client_id`; returns once
     /// the subscription is in place (a probe message came back).
     pub fn start(broker: &MosquittoServer, client_id: &str, output: &Path) -> Subscriber {
+        Self::start_on(broker, client_id, output, "#")
+    }
+
+    /// Also subscribed to `extra` (`#` does not match topics that begin
+    /// with `$`, such as Basic Ingest's `$aws/rules/...`).
+    pub fn start_on(
+        broker: &MosquittoServer,
+        client_id: &str,
+        output: &Path,
+        extra: &str,
+    ) -> Subscriber {
         let child = Command::new(which("mosquitto_sub"))
             .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
-            .args(["-t", "#", "-q", "1", "-c", "-i", client_id, "-F", "%t %x"])
+            .args([
+                "-t", "#", "-t", extra, "-q", "1", "-c", "-i", client_id, "-F", "%t %x",
+            ])
             .stdout(std::fs::File::create(output).unwrap())
             .stderr(Stdio::null())
             .spawn()

@@ -351,3 +351,68 @@ fn ctrl_c_stops_the_devices_and_still_delivers_and_reports() {
         "every reading sent before Ctrl-C is written"
     );
 }
+
+#[test]
+fn basic_ingest_messages_reach_only_their_rule_through_mosquitto() {
+    let out = scratch_dir("local-pipeline-basic-ingest");
+    let broker = e2e_tests::MosquittoServer::start(&out.join("broker"));
+    let mut run = Command::new(function_binary("iotpipe"))
+        .args([
+            "run",
+            "--out",
+            out.to_str().unwrap(),
+            "--broker",
+            &broker.url(),
+        ])
+        .args(["--fleet", "host-status", "--messages", "15", "--rate", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(run.stdout.take().unwrap()).lines();
+    let first = stdout.next().unwrap().unwrap();
+    assert!(first.starts_with("iotpipe run:"), "{first}");
+    for (rule, messages) in [("TelemetryRule", "3"), ("NoSuchRule", "1")] {
+        let sent = Command::new(function_binary("iotpipe"))
+            .args([
+                "simulate",
+                "--fleet",
+                "gcp-iot-lab",
+                "--devices",
+                "1",
+                "--messages",
+                messages,
+            ])
+            .args([
+                "--rate",
+                "0",
+                "--basic-ingest",
+                rule,
+                "--broker",
+                &broker.url(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            sent.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sent.stdout)
+        );
+    }
+    let said: Vec<String> = stdout.map_while(Result::ok).collect();
+    assert!(run.wait().unwrap().success(), "{}", said.join("\n"));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["total"]["sent"], 15 + 3 + 1);
+    assert_eq!(report["total"]["dead_lettered"], 1);
+    assert_eq!(report["rules"]["TelemetryRule"], 3, "{}", report["rules"]);
+    assert!(
+        report["rules"].get("CommandsRule").is_none(),
+        "Basic Ingest skips the other rules: {}",
+        report["rules"]
+    );
+    let reasons = report["dead_letter_reasons"].to_string();
+    assert!(
+        reasons.contains("Basic Ingest to rule \\\"NoSuchRule\\\""),
+        "{reasons}"
+    );
+}

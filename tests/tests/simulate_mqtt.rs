@@ -423,3 +423,49 @@ fn devices_batch_readings_into_json_arrays() {
         text(&refused)
     );
 }
+
+#[test]
+fn basic_ingest_puts_the_rule_in_front_of_every_topic() {
+    let scratch = scratch_dir("simulate-basic-ingest");
+    let broker = MosquittoServer::start(&scratch.join("broker"));
+    let subscriber = Subscriber::start_on(
+        &broker,
+        "checker",
+        &scratch.join("received.txt"),
+        "$aws/rules/#",
+    );
+    let url = broker.url();
+    let run = simulate(&[
+        "--fleet",
+        "host-status",
+        "--messages",
+        "3",
+        "--rate",
+        "0",
+        "--basic-ingest",
+        "TelemetryRule",
+        "--broker",
+        &url,
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let messages = subscriber.wait_for(3, Duration::from_secs(10));
+    let topics: Vec<&str> = messages.iter().map(|(topic, _)| topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        ["$aws/rules/TelemetryRule/devices/host-status-1/status"; 3]
+    );
+    let refused = simulate(&[
+        "--fleet",
+        "host-status",
+        "--basic-ingest",
+        "my-rule",
+        "--broker",
+        &url,
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("--basic-ingest \"my-rule\""),
+        "{}",
+        text(&refused)
+    );
+}

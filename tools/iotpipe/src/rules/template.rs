@@ -15,6 +15,9 @@ use super::sql::{parse_expression, parse_rule, Expr, RuleQuery};
 pub struct TopicRule {
     /// The rule's logical id in the template.
     pub name: String,
+    /// Its `RuleName`, when the template sets one: the name devices use in
+    /// Basic Ingest topics (`$aws/rules/<name>/...`).
+    pub rule_name: Option<String>,
     pub query: RuleQuery,
     pub actions: Vec<Action>,
 }
@@ -126,8 +129,10 @@ pub fn load(text: &str) -> Result<Wiring, String> {
                     .iter()
                     .map(|action| rule_action(&name, action))
                     .collect::<Result<Vec<_>, _>>()?;
+                let rule_name = resolve(&resource["Properties"]["RuleName"]);
                 rules.push(TopicRule {
                     name,
+                    rule_name,
                     query,
                     actions,
                 });

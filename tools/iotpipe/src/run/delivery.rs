@@ -135,9 +135,18 @@ impl Router {
 
     /// Every rule's output for one message, delivered by its actions; a
     /// message no rule routes is dead-lettered.
-    pub fn route(&self, topic: &str, payload: &[u8]) {
+    pub fn route(&self, received_on: &str, payload: &[u8]) {
         let ledger = &self.delivery.ledger;
-        let number = ledger.arrived(topic);
+        let number = ledger.arrived(received_on);
+        // Basic Ingest: `$aws/rules/<rule>/<topic>` reaches that rule only,
+        // which sees `<topic>`.
+        let (topic, only_rule) = match received_on
+            .strip_prefix("$aws/rules/")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            Some((rule, rest)) => (rest, Some(rule)),
+            None => (received_on, None),
+        };
         let json: Option<Value> = serde_json::from_slice(payload).ok();
         let client_id = self.client_id(topic);
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -149,7 +158,11 @@ impl Router {
             json: json.as_ref(),
         };
         let mut routed = false;
-        for rule in &self.wiring.rules {
+        let named = |rule: &&crate::rules::template::TopicRule| {
+            only_rule
+                .is_none_or(|name| rule.name == name || rule.rule_name.as_deref() == Some(name))
+        };
+        for rule in self.wiring.rules.iter().filter(named) {
             let output = match rule.query.evaluate(&message) {
                 Ok(Some(output)) => output,
                 Ok(None) => continue,
@@ -226,12 +239,16 @@ impl Router {
             }
         }
         if !routed {
-            ledger.dead_letter_here(
-                number,
-                "rules engine",
-                format!("no enabled rule selects messages on {topic}"),
-                payload,
-            );
+            let reason = match only_rule {
+                Some(name) if !self.wiring.rules.iter().any(|rule| named(&rule)) => {
+                    format!("Basic Ingest to rule {name:?}, which the template does not have")
+                }
+                Some(name) => {
+                    format!("rule {name} (Basic Ingest) does not select messages on {topic}")
+                }
+                None => format!("no enabled rule selects messages on {topic}"),
+            };
+            ledger.dead_letter_here(number, "rules engine", reason, payload);
         }
     }
 

@@ -260,6 +260,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
     let last_received = Arc::new(Mutex::new(Instant::now()));
     let rules_engine = start_rules_engine(
         &broker,
+        args.broker.is_some(),
         router.clone(),
         echoes.clone(),
         series.clone(),
@@ -308,6 +309,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         patience: Duration::from_secs(30),
         linger: Some(linger),
         batch: 1,
+        topic_prefix: None,
     };
     let devices_started = Instant::now();
     let mut devices = Vec::new();
@@ -594,6 +596,7 @@ fn function_environment(
 /// the router.
 async fn start_rules_engine(
     broker: &Broker,
+    basic_ingest: bool,
     router: Arc<Router>,
     echoes: Arc<Echoes>,
     series: Arc<Mutex<Series>>,
@@ -621,6 +624,15 @@ async fn start_rules_engine(
             Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
             Err(_) => return Err(format!("the rules engine got no answer from {broker}")),
         }
+    }
+    // `#` does not match topics that begin with `$`: Basic Ingest's
+    // `$aws/rules/...` needs its own filter. rumqttd refuses `$` filters, so
+    // only a broker given with --broker (mosquitto) gets one.
+    if basic_ingest {
+        client
+            .subscribe("$aws/rules/#", QoS::AtLeastOnce)
+            .await
+            .map_err(|error| error.to_string())?;
     }
     Ok(tokio::spawn(async move {
         let _client = client;

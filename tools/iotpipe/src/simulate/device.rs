@@ -44,6 +44,9 @@ pub struct Plan {
     /// Readings per message (device-side batching: a JSON array); the
     /// interval is between readings.
     pub batch: usize,
+    /// Basic Ingest: `$aws/rules/<rule>/` before every topic, so the
+    /// message goes straight to that rule (no messaging charge in AWS).
+    pub topic_prefix: Option<String>,
 }
 
 /// Counts shared with the progress bar, summed over devices.
@@ -156,8 +159,12 @@ pub async fn run_device(
                 let Some(message) = batch_message(readings) else {
                     break;
                 };
+                let topic = match &plan.topic_prefix {
+                    Some(prefix) => format!("{prefix}{}", message.topic),
+                    None => message.topic,
+                };
                 if client
-                    .publish(message.topic, plan.qos, false, message.payload)
+                    .publish(topic, plan.qos, false, message.payload)
                     .await
                     .is_err()
                 {

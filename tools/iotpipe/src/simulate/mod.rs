@@ -97,6 +97,11 @@ pub struct SimulateArgs {
     /// (--rate is then readings per second; --messages counts messages).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     batch: u64,
+    /// Basic Ingest: publish to `$aws/rules/<RULE>/<topic>`, straight to
+    /// that topic rule (AWS charges no messaging for it; the device policy
+    /// must allow those topics).
+    #[arg(long, value_name = "RULE")]
+    basic_ingest: Option<String>,
 }
 
 /// Prints lines above the progress bar (or plainly when there is none).
@@ -141,6 +146,15 @@ struct FleetRun {
 impl FleetRun {
     fn from_args(args: SimulateArgs) -> Result<FleetRun, SimulateError> {
         let fleet = FleetKind::parse(&args.fleet)?;
+        if let Some(rule) = &args.basic_ingest {
+            let valid =
+                !rule.is_empty() && rule.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                return Err(SimulateError::Options(format!(
+                    "--basic-ingest {rule:?}: a topic rule's name is letters, digits and '_'"
+                )));
+            }
+        }
         if args.batch > 1 && matches!(fleet, FleetKind::Co2Meter) {
             return Err(SimulateError::Options(format!(
                 "--batch {}: co2-meter sends text lines, which do not batch into a JSON array; use a JSON fleet",
@@ -268,6 +282,10 @@ impl FleetRun {
                 patience: Duration::from_secs_f64(args.patience),
                 linger: None,
                 batch: args.batch as usize,
+                topic_prefix: args
+                    .basic_ingest
+                    .as_ref()
+                    .map(|rule| format!("$aws/rules/{rule}/")),
             },
         })
     }
