@@ -16,10 +16,11 @@ pub struct Series {
 }
 
 impl Series {
-    /// Records one message's plotted values.
-    pub fn observe(&mut self, topic: &str, payload: &[u8], now_ms: i64) {
+    /// Records one message's plotted values (`json`: the payload parsed,
+    /// once, by the rules engine).
+    pub fn observe(&mut self, topic: &str, payload: &[u8], json: Option<&Value>, now_ms: i64) {
         let device = topic.split('/').rev().nth(1).unwrap_or(topic).to_owned();
-        if let Ok(json) = serde_json::from_slice::<Value>(payload) {
+        if let Some(json) = json {
             if let Some(temperature) = json.get("temperature").and_then(Value::as_f64) {
                 let at = json
                     .get("timestamp")
@@ -178,21 +179,21 @@ mod tests {
         let mut series = Series::default();
         for i in 0..20 {
             let at = 1_700_000_000_000 + i * 1000;
-            series.observe(
-                "devices/temp-sensor-istanbul/telemetry",
-                format!("{{\"timestamp\": {}, \"device\": \"temp-sensor-istanbul\", \"temperature\": {}}}", at / 1000, 20.0 + i as f64 / 10.0).as_bytes(),
-                at,
+            let temperature = format!(
+                "{{\"timestamp\": {}, \"device\": \"temp-sensor-istanbul\", \"temperature\": {}}}",
+                at / 1000,
+                20.0 + i as f64 / 10.0
             );
-            series.observe(
-                "devices/co2-meter-1/text",
-                format!("2020-7-13 22:43:{i}|{}", 400 + i).as_bytes(),
-                at,
-            );
-            series.observe(
-                "devices/nightlight-1/telemetry",
-                format!("{{\"light\": {}, \"led\": {}}}", i * 50, i < 6).as_bytes(),
-                at,
-            );
+            let light = format!("{{\"light\": {}, \"led\": {}}}", i * 50, i < 6);
+            let co2 = format!("2020-7-13 22:43:{i}|{}", 400 + i);
+            for (topic, payload) in [
+                ("devices/temp-sensor-istanbul/telemetry", temperature),
+                ("devices/co2-meter-1/text", co2),
+                ("devices/nightlight-1/telemetry", light),
+            ] {
+                let json: Option<Value> = serde_json::from_str(&payload).ok();
+                series.observe(topic, payload.as_bytes(), json.as_ref(), at);
+            }
         }
         assert_eq!(series.temperature["temp-sensor-istanbul"].len(), 20);
         assert_eq!(series.co2["co2-meter-1"].len(), 20);

@@ -135,7 +135,8 @@ impl Router {
 
     /// Every rule's output for one message, delivered by its actions; a
     /// message no rule routes is dead-lettered.
-    pub fn route(&self, received_on: &str, payload: &[u8]) {
+    /// `json` is the payload parsed as JSON (once, by the rules engine).
+    pub fn route(&self, received_on: &str, payload: &[u8], json: Option<&Value>) {
         let ledger = &self.delivery.ledger;
         let number = ledger.arrived(received_on);
         // Basic Ingest: `$aws/rules/<rule>/<topic>` reaches that rule only,
@@ -147,7 +148,6 @@ impl Router {
             Some((rule, rest)) => (rest, Some(rule)),
             None => (received_on, None),
         };
-        let json: Option<Value> = serde_json::from_slice(payload).ok();
         let client_id = self.client_id(topic);
         let now_ms = chrono::Utc::now().timestamp_millis();
         let message = Message {
@@ -155,7 +155,7 @@ impl Router {
             client_id: &client_id,
             timestamp_ms: now_ms,
             payload,
-            json: json.as_ref(),
+            json,
         };
         let mut routed = false;
         let named = |rule: &&crate::rules::template::TopicRule| {
@@ -197,7 +197,7 @@ impl Router {
                             body.clone()
                         };
                         if let Some((consumer, _)) = self.wiring.consumer_of(queue) {
-                            ledger.deliver(number, &consumer.name);
+                            ledger.deliver(&consumer.name);
                         }
                         if let Some(sender) = self.queues.get(queue) {
                             let _ = sender.send(SqsRecord {
@@ -224,7 +224,7 @@ impl Router {
                             })
                             .collect();
                         if let Some((consumer, _)) = self.wiring.consumer_of(stream) {
-                            ledger.deliver(number, &consumer.name);
+                            ledger.deliver(&consumer.name);
                         }
                         if let Some(sender) = self.streams.get(stream) {
                             let _ = sender.send(KinesisRecord {
@@ -275,7 +275,7 @@ impl Router {
             return;
         };
         let ledger = self.delivery.ledger.clone();
-        ledger.deliver(message, function);
+        ledger.deliver(function);
         let function = function.to_owned();
         tokio::spawn(async move {
             let mut last_error = String::new();

@@ -167,18 +167,9 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
     let wiring =
         template::load(&template_text).map_err(|error| format!("{template_name}: {error}"))?;
     let fleets = fleets(&args)?;
-    let messages = match (args.messages, args.duration) {
-        (Some(messages), _) => messages,
-        (None, Some(seconds)) if seconds > 0.0 && args.rate > 0.0 => {
-            (seconds * args.rate).ceil() as u64
-        }
-        (None, Some(seconds)) => {
-            return Err(format!(
-                "--duration {seconds} needs a positive duration and --rate above 0"
-            ))
-        }
-        (None, None) => 30,
-    };
+    let messages =
+        crate::simulate::messages_per_device(args.messages, args.duration, args.rate, 30)
+            .map_err(|error| error.to_string())?;
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         return Err(format!(
             "--rate {}: messages per second per device, 0 for as fast as possible",
@@ -643,12 +634,16 @@ async fn start_rules_engine(
                         continue;
                     }
                     let now_ms = chrono::Utc::now().timestamp_millis();
+                    // Parsed once, for the chart and the rules.
+                    let json: Option<serde_json::Value> =
+                        serde_json::from_slice(&publish.payload).ok();
                     series.lock().expect("no panic while held").observe(
                         &publish.topic,
                         &publish.payload,
+                        json.as_ref(),
                         now_ms,
                     );
-                    router.route(&publish.topic, &publish.payload);
+                    router.route(&publish.topic, &publish.payload, json.as_ref());
                     received.fetch_add(1, Ordering::SeqCst);
                     *last_received.lock().expect("no panic while held") = Instant::now();
                 }

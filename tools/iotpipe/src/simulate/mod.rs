@@ -104,6 +104,26 @@ pub struct SimulateArgs {
     basic_ingest: Option<String>,
 }
 
+/// Messages per device: `--messages`, or `--duration` seconds at `--rate`,
+/// or `default`.
+pub fn messages_per_device(
+    messages: Option<u64>,
+    duration: Option<f64>,
+    rate: f64,
+    default: u64,
+) -> Result<u64, SimulateError> {
+    match (messages, duration) {
+        (Some(messages), _) => Ok(messages),
+        (None, Some(seconds)) if seconds.is_finite() && seconds > 0.0 && rate > 0.0 => {
+            Ok((seconds * rate).ceil() as u64)
+        }
+        (None, Some(seconds)) => Err(SimulateError::Options(format!(
+            "--duration {seconds} needs a positive duration and a --rate above 0"
+        ))),
+        (None, None) => Ok(default),
+    }
+}
+
 /// Prints lines above the progress bar (or plainly when there is none).
 #[derive(Clone)]
 pub struct Reporter {
@@ -173,18 +193,7 @@ impl FleetRun {
                 args.patience
             )));
         }
-        let messages = match (args.messages, args.duration) {
-            (Some(messages), _) => messages,
-            (None, Some(seconds)) if seconds.is_finite() && seconds > 0.0 && args.rate > 0.0 => {
-                (seconds * args.rate).ceil() as u64
-            }
-            (None, Some(seconds)) => {
-                return Err(SimulateError::Options(format!(
-                    "--duration {seconds} needs a positive duration and a --rate above 0"
-                )))
-            }
-            (None, None) => 100,
-        };
+        let messages = messages_per_device(args.messages, args.duration, args.rate, 100)?;
 
         let provisioned = match &args.keys {
             Some(directory) => read_devices(directory)?,
