@@ -308,10 +308,11 @@ mod tests {
     #[test]
     fn every_message_is_accepted_or_dead_lettered_once() {
         let ledger = Ledger::default();
-        let first = ledger.arrived("devices/a/telemetry");
+        ledger.arrived("devices/a/telemetry");
         let second = ledger.arrived("devices/a/telemetry");
         let third = ledger.arrived("devices/a/oops");
-        for message in [first, second] {
+        // Both telemetry messages reach two functions, which take them.
+        for _ in 0..2 {
             ledger.deliver("metrics");
             ledger.deliver("warehouse");
             ledger.taken("metrics");
