@@ -557,14 +557,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_million_devices_computed_by_hand() {
-        let fleet = Fleet {
-            devices: 1e6,
+    /// `devices` sending one 100-byte reading a second, unbatched.
+    fn one_reading_a_second(devices: f64) -> Fleet {
+        Fleet {
+            devices,
             rate: 1.0,
             batch: 1.0,
             reading_bytes: 100.0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_million_devices_computed_by_hand() {
+        let fleet = one_reading_a_second(1e6);
         // 1e6 devices x 2,592,000 s = 2.592e12 messages a month.
         let reference = estimate(Design::Reference, fleet, MEASURED);
         close(
@@ -610,12 +615,7 @@ mod tests {
 
     #[test]
     fn a_thousand_devices_on_sqs_and_device_batching_divides_the_per_message_lines() {
-        let single = Fleet {
-            devices: 1000.0,
-            rate: 1.0,
-            batch: 1.0,
-            reading_bytes: 100.0,
-        };
+        let single = one_reading_a_second(1000.0);
         let sqs = estimate(Design::Sqs, single, MEASURED);
         // 2.592e9 messages: 1e9 at $1, 1.592e9 at $0.80.
         close(line(&sqs, "IoT messaging"), 1_000.0 + 1_592.0 * 0.8);

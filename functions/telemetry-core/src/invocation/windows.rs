@@ -518,6 +518,18 @@ mod tests {
     #[derive(Default)]
     struct Tables(Mutex<Vec<TableRows>>);
 
+    impl Tables {
+        /// Rows written over all calls.
+        fn rows(&self) -> usize {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|rows| rows.rows.len())
+                .sum()
+        }
+    }
+
     #[async_trait]
     impl TableWriter for Tables {
         async fn write(
@@ -683,14 +695,7 @@ mod tests {
             ("b", 31.0)
         );
         // The table got the same aggregates, one row each.
-        let rows: usize = tables
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|rows| rows.rows.len())
-            .sum();
-        assert_eq!(rows, sent.len());
+        assert_eq!(tables.rows(), sent.len());
         let late_column = tables
             .0
             .lock()
@@ -753,14 +758,11 @@ mod tests {
         let (_, counts) = invoke(&second, &metrics, &tables, &letters).await.unwrap();
         assert_eq!(counts.aggregates_emitted, 1);
         assert_eq!(metrics.sent.lock().unwrap().len(), 1);
-        let rows: usize = tables
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|rows| rows.rows.len())
-            .sum();
-        assert_eq!(rows, 1, "the table took it the first time, and only then");
+        assert_eq!(
+            tables.rows(),
+            1,
+            "the table took it the first time, and only then"
+        );
     }
 
     #[tokio::test]
