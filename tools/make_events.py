@@ -212,6 +212,21 @@ def build():
     sample("iot-rule--batch.json", batch,
            [m for n in PAYLOADS for m in expected_metrics(n, rule_device(n), RULE_RECEIVED_MS)], response={"messages": 4})
 
+    # Device-side batching: one SQS message holding a JSON array of
+    # readings, one holding an object with an array of readings; each
+    # reading keeps its own timestamp (a minute apart here).
+    minutes = [1645937940 + 60 * i for i in range(3)]
+    array_body = json.dumps([{"device": "temp-sensor-ankara", "timestamp": t, "temperature": v}
+                             for t, v in zip(minutes, [20.5, 21.0, 21.5])])
+    object_body = json.dumps({"device": "temp-sensor-izmir",
+                              "readings": [{"timestamp": t, "temperature": v}
+                                           for t, v in zip(minutes, [18.25, 18.5, 18.75])]})
+    sample("sqs--batched.json", {"Records": [sqs_record(array_body, "bbbbbbbb-0000-4000-8000-000000000001"),
+                                             sqs_record(object_body, "bbbbbbbb-0000-4000-8000-000000000002")]},
+           [metric("temp-sensor-ankara", "temperature", v, "None", t * 1000) for t, v in zip(minutes, [20.5, 21.0, 21.5])]
+           + [metric("temp-sensor-izmir", "temperature", v, "None", t * 1000) for t, v in zip(minutes, [18.25, 18.5, 18.75])],
+           response={"batchItemFailures": []})
+
     # Reference 001: a tweet (not telemetry) through Pub/Sub push. The metrics
     # function has nothing to measure in it; the warehouse writes `tweets`.
     sample("pubsub-push--tweet.json", {"message": {"data": b64(TWEET_TEXT), "attributes": {},

@@ -157,6 +157,11 @@ impl<'a> ObjectFields<'a> {
         &self.fields
     }
 
+    /// The fields, in document order, taken out.
+    pub fn into_entries(self) -> Vec<(Cow<'a, str>, Field<'a>)> {
+        self.fields
+    }
+
     /// Splits a JSON object. A plain object is read by the scanner (one
     /// pass, numbers parsed once); anything else goes through serde, which
     /// also words the error.

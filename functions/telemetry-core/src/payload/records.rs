@@ -125,6 +125,55 @@ pub(crate) fn object_item(
     })
 }
 
+/// Keys under which a device sends several readings in one object, each
+/// with its own timestamp: `{"device": "d1", "readings": [{"timestamp": 1,
+/// "temperature": 20.5}, ...]}` (device-side batching, no mapping needed).
+pub(crate) const BATCH_KEYS: [&str; 4] = ["readings", "records", "samples", "measurements"];
+
+/// The records of a batched object: each element of its array under one of
+/// [`BATCH_KEYS`], merged with the object's other fields (the element's own
+/// fields win, so each carries its timestamp and shares the device). `None`
+/// when the object is not batched.
+pub(crate) fn batched_records<'a>(
+    fields: &ObjectFields<'a>,
+) -> Option<Result<Vec<ObjectFields<'a>>, DecodeError>> {
+    let (key, raw) = BATCH_KEYS.iter().find_map(|key| match fields.get(key) {
+        Some(Field::Nested(raw)) if raw.starts_with('[') => Some((*key, *raw)),
+        _ => None,
+    })?;
+    Some(batch_elements(fields, key, raw))
+}
+
+fn batch_elements<'a>(
+    fields: &ObjectFields<'a>,
+    key: &str,
+    raw: &'a str,
+) -> Result<Vec<ObjectFields<'a>>, DecodeError> {
+    let mut records = Vec::new();
+    for (position, item) in array_items(raw.as_bytes())? {
+        let element =
+            ObjectFields::from_json(item.get().as_bytes()).map_err(|_| DecodeError::Invalid {
+                field: format!("/{key}/{position}"),
+                value: truncate(item.get(), 60).to_owned(),
+                why: "a batch of readings must hold objects".into(),
+            })?;
+        let mut merged: Vec<_> = fields
+            .entries()
+            .iter()
+            .filter(|(name, _)| name != key && element.get(name).is_none())
+            .cloned()
+            .collect();
+        merged.extend(element.into_entries());
+        records.push(ObjectFields::new(merged));
+    }
+    if records.is_empty() {
+        return Err(DecodeError::NoReadings {
+            value: format!("an empty `{key}` array"),
+        });
+    }
+    Ok(records)
+}
+
 /// The context of an object payload: rule fields override the envelope's.
 pub(crate) fn object_context<'a>(fields: &'a ObjectFields<'a>, outer: &Context<'a>) -> Context<'a> {
     let text_of = |key: &str| match fields.get(key) {
@@ -286,6 +335,16 @@ fn records_of_object(
     }
     if matches!(format, PayloadFormat::Delimited(_)) {
         // JSON is not delimited text: not this table's payload.
+        return Ok(());
+    }
+    if let Some(records) = batched_records(fields) {
+        for record in records? {
+            let record_context = object_context(&record, context);
+            visit(&PayloadRecord {
+                view: View::Object(&record),
+                context: &record_context,
+            })?;
+        }
         return Ok(());
     }
     visit(&PayloadRecord {

@@ -14,8 +14,8 @@ use crate::payload::mapping::{
     UnitSource,
 };
 use crate::payload::records::{
-    array_items, base64_wrapped, object_context, object_in_place, object_item, resolve, Context,
-    DecodeError, View, RULE_FIELDS,
+    array_items, base64_wrapped, batched_records, object_context, object_in_place, object_item,
+    resolve, Context, DecodeError, View, RULE_FIELDS,
 };
 use crate::payload::timestamp::TimestampFormat;
 use crate::payload::topic::device_from_topic;
@@ -189,6 +189,13 @@ fn decode_object_payload(
                 why: format!("mapping {:?} expects delimited text", mapping.name),
             });
         }
+    }
+    if let Some(records) = batched_records(fields) {
+        for record in records? {
+            let record_context = object_context(&record, outer);
+            decode_fields(mapping, View::Object(&record), &record_context, out)?;
+        }
+        return Ok(());
     }
     decode_fields(mapping, View::Object(fields), &context, out)
 }
@@ -705,5 +712,207 @@ mod tests {
         let mut out = Vec::new();
         decode_message(&Mappings::default(), &message, 0, 0, &mut out).unwrap();
         assert_eq!(out[0].device, UNKNOWN_DEVICE);
+    }
+
+    /// Device-side batching: a JSON array of readings, or an object with an
+    /// array of readings, decodes to one reading per element, each with its
+    /// own timestamp, from every trigger, with no mapping.
+    #[test]
+    fn batched_payloads_decode_to_one_reading_per_element_from_every_trigger() {
+        use base64::Engine;
+        let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        let json = |text: &str| serde_json::to_string(text).unwrap();
+        let array = r#"[{"device": "t-1", "timestamp": 1645937940, "temperature": 20.5},
+            {"device": "t-1", "timestamp": 1645938000, "temperature": 21.0},
+            {"device": "t-1", "timestamp": 1645938060, "temperature": 21.5}]"#;
+        let object = r#"{"device": "t-1", "site": "izmir", "readings": [
+            {"timestamp": 1645937940, "temperature": 20.5},
+            {"timestamp": 1645938000, "temperature": 21.0},
+            {"timestamp": 1645938060, "temperature": 21.5, "device": "t-1"}]}"#;
+        // How each trigger carries a payload (EventBridge's detail and a
+        // topic rule's output must be objects; a rule's array is a batch of
+        // messages, one per element, which decodes to the same readings).
+        let triggers: [(&str, &dyn Fn(&str) -> String, bool); 8] = [
+            (
+                "sqs",
+                &|p| {
+                    format!(
+                        r#"{{"Records":[{{"messageId":"m","eventSource":"aws:sqs","body":{}}}]}}"#,
+                        json(p)
+                    )
+                },
+                true,
+            ),
+            (
+                "sns",
+                &|p| {
+                    format!(
+                        r#"{{"Records":[{{"EventSource":"aws:sns","Sns":{{"MessageId":"m","Message":{}}}}}]}}"#,
+                        json(p)
+                    )
+                },
+                true,
+            ),
+            (
+                "sqs-sns",
+                &|p| {
+                    let note = format!(
+                        r#"{{"Type":"Notification","MessageId":"m","Message":{}}}"#,
+                        json(p)
+                    );
+                    format!(
+                        r#"{{"Records":[{{"messageId":"q","eventSource":"aws:sqs","body":{}}}]}}"#,
+                        json(&note)
+                    )
+                },
+                true,
+            ),
+            (
+                "kinesis",
+                &|p| {
+                    format!(
+                        r#"{{"Records":[{{"eventSource":"aws:kinesis","kinesis":{{"data":"{}","sequenceNumber":"1"}}}}]}}"#,
+                        b64(p)
+                    )
+                },
+                true,
+            ),
+            (
+                "pubsub-push",
+                &|p| {
+                    format!(
+                        r#"{{"message":{{"data":"{}","messageId":"1"}},"subscription":"s"}}"#,
+                        b64(p)
+                    )
+                },
+                true,
+            ),
+            (
+                "eventbridge",
+                &|p| {
+                    format!(
+                        r#"{{"id":"e","detail-type":"telemetry","source":"iot","time":"2022-02-27T05:01:06Z","detail":{p}}}"#
+                    )
+                },
+                false,
+            ),
+            ("iot-rule", &|p| p.to_owned(), true),
+            (
+                "iot-rule-with-metadata",
+                &|p| {
+                    let mut value: serde_json::Value = serde_json::from_str(p).unwrap();
+                    match &mut value {
+                        serde_json::Value::Object(fields) => {
+                            fields.insert("topic".into(), "dt/t-1/telemetry".into());
+                        }
+                        serde_json::Value::Array(items) => {
+                            for item in items {
+                                item["topic"] = "dt/t-1/telemetry".into();
+                            }
+                        }
+                        _ => unreachable!(),
+                    }
+                    value.to_string()
+                },
+                true,
+            ),
+        ];
+        for (trigger, wrap, carries_arrays) in triggers {
+            for (shape, payload) in [("array", array), ("object", object)] {
+                if shape == "array" && !carries_arrays {
+                    continue;
+                }
+                let event = wrap(payload);
+                let envelope = parse_event(event.as_bytes())
+                    .unwrap_or_else(|error| panic!("{trigger} {shape}: {error}"));
+                let mut readings = Vec::new();
+                for (index, message) in envelope.messages.iter().enumerate() {
+                    decode_message(
+                        &Mappings::default(),
+                        message,
+                        index as u32,
+                        1645938300000,
+                        &mut readings,
+                    )
+                    .unwrap_or_else(|error| panic!("{trigger} {shape}: {error}"));
+                }
+                let seen: Vec<(&str, &str, f64, i64)> = readings
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.device.as_str(),
+                            r.metric.as_str(),
+                            r.value,
+                            r.timestamp_ms,
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    seen,
+                    [
+                        ("t-1", "temperature", 20.5, 1645937940000),
+                        ("t-1", "temperature", 21.0, 1645938000000),
+                        ("t-1", "temperature", 21.5, 1645938060000),
+                    ],
+                    "{trigger} {shape}"
+                );
+            }
+        }
+    }
+
+    /// A batch that holds nothing, or something other than objects, is
+    /// refused naming the place; a warehouse table sees one record per element.
+    #[test]
+    fn a_batch_of_readings_is_refused_naming_what_is_wrong_and_read_per_element_by_tables() {
+        let message = |payload: &'static str| {
+            RawMessage::new(
+                crate::envelope::MessageSource::Sqs,
+                Cow::Borrowed("m"),
+                Cow::Borrowed(payload.as_bytes()),
+            )
+        };
+        for (payload, expected) in [
+            (
+                r#"{"device": "d", "readings": []}"#,
+                "holds no reading: an empty `readings` array",
+            ),
+            (
+                r#"{"device": "d", "samples": [{"t": 1}, 5]}"#,
+                "field `/samples/1` = 5: a batch of readings must hold objects",
+            ),
+            (
+                r#"{"device": "d", "readings": [{"timestamp": 1645938000}]}"#,
+                "no numeric field",
+            ),
+        ] {
+            let mut out = Vec::new();
+            let error = decode_message(&Mappings::default(), &message(payload), 0, 0, &mut out)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{payload}: {error}");
+            assert!(out.is_empty());
+        }
+        let batched = message(
+            r#"{"device": "d-9", "readings": [{"temperature": 1.5}, {"temperature": 2.5, "device": "d-10"}]}"#,
+        );
+        assert_eq!(
+            records(&batched, PayloadFormat::Auto).unwrap(),
+            [
+                vec![
+                    Some(Field::Text("d-9".into())),
+                    Some(Field::Number(1.5)),
+                    None,
+                    None,
+                    None
+                ],
+                vec![
+                    Some(Field::Text("d-10".into())),
+                    Some(Field::Number(2.5)),
+                    None,
+                    None,
+                    None
+                ],
+            ]
+        );
     }
 }
