@@ -378,7 +378,7 @@ fn devices_connect_over_tls_with_their_own_certificates() {
 }
 
 #[test]
-fn devices_batch_readings_into_json_arrays() {
+fn devices_batch_readings_into_one_message() {
     let scratch = scratch_dir("simulate-batch");
     let broker = MosquittoServer::start(&scratch.join("broker"));
     let subscriber = Subscriber::start(&broker, "checker", &scratch.join("received.txt"));
@@ -401,10 +401,32 @@ fn devices_batch_readings_into_json_arrays() {
         "{}",
         text(&run)
     );
-    let messages = subscriber.wait_for(6, Duration::from_secs(10));
-    assert_eq!(messages.len(), 6, "3 messages per sensor");
-    for (topic, payload) in &messages {
-        let readings: Vec<serde_json::Value> = serde_json::from_slice(payload).unwrap();
+    // The same again as bare JSON arrays.
+    let arrays = simulate(&[
+        "--fleet",
+        "gcp-iot-lab",
+        "--messages",
+        "3",
+        "--batch",
+        "4",
+        "--batch-form",
+        "array",
+        "--rate",
+        "0",
+        "--broker",
+        &url,
+    ]);
+    assert!(arrays.status.success(), "{}", text(&arrays));
+    let messages = subscriber.wait_for(12, Duration::from_secs(10));
+    assert_eq!(messages.len(), 12, "3 messages per sensor, twice");
+    for (index, (topic, payload)) in messages.iter().enumerate() {
+        let payload: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        let readings = match &payload {
+            serde_json::Value::Array(readings) => readings.clone(),
+            object => object["readings"].as_array().cloned().unwrap_or_default(),
+        };
+        // The first run's 6 messages are objects, the second's arrays.
+        assert_eq!(payload.is_array(), index >= 6, "{topic} {payload}");
         assert_eq!(readings.len(), 4, "{topic}");
         let device = topic.split('/').nth(1).unwrap();
         for reading in &readings {

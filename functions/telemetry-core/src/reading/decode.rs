@@ -732,7 +732,9 @@ mod tests {
         // How each trigger carries a payload (EventBridge's detail and a
         // topic rule's output must be objects; a rule's array is a batch of
         // messages, one per element, which decodes to the same readings).
-        let triggers: [(&str, &dyn Fn(&str) -> String, bool); 8] = [
+        /// A trigger's name, how it wraps a payload, whether it carries arrays.
+        type Trigger<'f> = (&'f str, &'f dyn Fn(&str) -> String, bool);
+        let triggers: [Trigger<'_>; 8] = [
             (
                 "sqs",
                 &|p| {

@@ -21,21 +21,17 @@ impl Series {
     pub fn observe(&mut self, topic: &str, payload: &[u8], json: Option<&Value>, now_ms: i64) {
         let device = topic.split('/').rev().nth(1).unwrap_or(topic).to_owned();
         if let Some(json) = json {
-            if let Some(temperature) = json.get("temperature").and_then(Value::as_f64) {
-                let at = json
-                    .get("timestamp")
-                    .and_then(Value::as_i64)
-                    .map_or(now_ms, |s| s * 1000);
-                self.temperature
-                    .entry(device)
-                    .or_default()
-                    .push((at, temperature));
-            } else if let Some(light) = json.get("light").and_then(Value::as_f64) {
-                let led = json.get("led").and_then(Value::as_bool).unwrap_or(false);
-                self.light
-                    .entry(device)
-                    .or_default()
-                    .push((now_ms, light, led));
+            // A device's batch: each reading, as if sent alone.
+            let batch = json
+                .as_array()
+                .or_else(|| json.get("readings").and_then(Value::as_array));
+            match batch {
+                Some(readings) => {
+                    for reading in readings {
+                        self.observe_reading(&device, reading, now_ms);
+                    }
+                }
+                None => self.observe_reading(&device, json, now_ms),
             }
         } else if let Some((_, ppm)) = std::str::from_utf8(payload)
             .ok()
@@ -44,6 +40,26 @@ impl Series {
             if let Ok(ppm) = ppm.trim().parse::<f64>() {
                 self.co2.entry(device).or_default().push((now_ms, ppm));
             }
+        }
+    }
+
+    /// One reading's plotted value, if it has one.
+    fn observe_reading(&mut self, device: &str, json: &Value, now_ms: i64) {
+        if let Some(temperature) = json.get("temperature").and_then(Value::as_f64) {
+            let at = json
+                .get("timestamp")
+                .and_then(Value::as_i64)
+                .map_or(now_ms, |s| s * 1000);
+            self.temperature
+                .entry(device.to_owned())
+                .or_default()
+                .push((at, temperature));
+        } else if let Some(light) = json.get("light").and_then(Value::as_f64) {
+            let led = json.get("led").and_then(Value::as_bool).unwrap_or(false);
+            self.light
+                .entry(device.to_owned())
+                .or_default()
+                .push((now_ms, light, led));
         }
     }
 }

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 use crate::rules::template;
 use crate::simulate::connection::{mqtt_options, Broker};
-use crate::simulate::device::{run_device, switch_latency, Counters, Plan};
+use crate::simulate::device::{run_device, switch_latency, BatchForm, Counters, Plan};
 use crate::simulate::fleet::FleetKind;
 use crate::simulate::Reporter;
 use chart::Series;
@@ -62,9 +62,13 @@ pub struct RunArgs {
     /// Or publish for this many seconds, at --rate.
     #[arg(long)]
     duration: Option<f64>,
-    /// Messages per second per device.
+    /// Messages per second per device (readings per second with --batch).
     #[arg(long, default_value_t = 5.0)]
     rate: f64,
+    /// Device-side batching: readings per message for the JSON fleets, as
+    /// `{"readings": [...]}` (the CO2 meter's text lines stay one a message).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    batch: u64,
     /// Where the warehouse, dead letters, logs, report.json and the chart
     /// go (emptied first).
     #[arg(long, default_value = "run")]
@@ -167,9 +171,14 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
     let wiring =
         template::load(&template_text).map_err(|error| format!("{template_name}: {error}"))?;
     let fleets = fleets(&args)?;
-    let messages =
-        crate::simulate::messages_per_device(args.messages, args.duration, args.rate, 30)
-            .map_err(|error| error.to_string())?;
+    let messages = crate::simulate::messages_per_device(
+        args.messages,
+        args.duration,
+        args.rate,
+        args.batch,
+        30,
+    )
+    .map_err(|error| error.to_string())?;
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         return Err(format!(
             "--rate {}: messages per second per device, 0 for as fast as possible",
@@ -300,6 +309,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         patience: Duration::from_secs(30),
         linger: Some(linger),
         batch: 1,
+        batch_form: BatchForm::Object,
         topic_prefix: None,
     };
     let devices_started = Instant::now();
@@ -311,7 +321,15 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
                 name.clone(),
                 fleet.kind.device(name, &wiring.topic_prefix),
                 options,
-                plan.clone(),
+                Plan {
+                    // Text lines do not batch: the CO2 meter sends one a message.
+                    batch: if matches!(fleet.kind, FleetKind::Co2Meter) {
+                        1
+                    } else {
+                        args.batch as usize
+                    },
+                    ..plan.clone()
+                },
                 fleet.counters.clone(),
                 stop.clone(),
                 reporter.clone(),

@@ -41,9 +41,11 @@ pub struct Plan {
     /// Stay connected (taking commands) after the last acknowledgement,
     /// until this turns true; `None`: disconnect at once.
     pub linger: Option<watch::Receiver<bool>>,
-    /// Readings per message (device-side batching: a JSON array); the
-    /// interval is between readings.
+    /// Readings per message (device-side batching); the interval is
+    /// between readings.
     pub batch: usize,
+    /// How a message of several readings holds them.
+    pub batch_form: BatchForm,
     /// Basic Ingest: `$aws/rules/<rule>/` before every topic, so the
     /// message goes straight to that rule (no messaging charge in AWS).
     pub topic_prefix: Option<String>,
@@ -156,7 +158,7 @@ pub async fn run_device(
                     );
                 }
                 // Readings taken before Ctrl-C are still sent.
-                let Some(message) = batch_message(readings) else {
+                let Some(message) = batch_message(readings, plan.batch_form) else {
                     break;
                 };
                 let topic = match &plan.topic_prefix {
@@ -337,22 +339,39 @@ pub async fn run_device(
     }
 }
 
-/// One message of `readings`: the reading itself, or a JSON array of them
-/// on the first one's topic; `None` when there is none.
-pub fn batch_message(mut readings: Vec<Message>) -> Option<Message> {
+/// How a device sends several readings in one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BatchForm {
+    /// `{"readings": [reading, ...]}`: an object, so a topic rule's
+    /// `SELECT *, topic() AS topic` carries it (AWS IoT SQL merges fields
+    /// into objects only).
+    Object,
+    /// `[reading, ...]`: a bare JSON array (for a rule that forwards the
+    /// payload untouched, such as `SELECT * FROM ...` to Kinesis).
+    Array,
+}
+
+/// One message of `readings`: the reading itself, or all of them in
+/// `form` on the first one's topic; `None` when there is none.
+pub fn batch_message(mut readings: Vec<Message>, form: BatchForm) -> Option<Message> {
     if readings.len() <= 1 {
         return readings.pop();
     }
-    let mut payload =
-        Vec::with_capacity(readings.iter().map(|r| r.payload.len() + 1).sum::<usize>() + 1);
-    payload.push(b'[');
+    let (open, close): (&[u8], &[u8]) = match form {
+        BatchForm::Object => (b"{\"readings\": [", b"]}"),
+        BatchForm::Array => (b"[", b"]"),
+    };
+    let mut payload = Vec::with_capacity(
+        readings.iter().map(|r| r.payload.len() + 1).sum::<usize>() + open.len() + close.len(),
+    );
+    payload.extend_from_slice(open);
     for (index, reading) in readings.iter().enumerate() {
         if index > 0 {
             payload.push(b',');
         }
         payload.extend_from_slice(&reading.payload);
     }
-    payload.push(b']');
+    payload.extend_from_slice(close);
     Some(Message {
         topic: readings.swap_remove(0).topic,
         payload,
@@ -405,16 +424,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batched_readings_are_one_json_array_on_the_first_topic() {
+    fn batched_readings_are_one_message_on_the_first_topic() {
         let reading = |n: u32| Message {
             topic: "devices/a/telemetry".into(),
             payload: format!("{{\n    \"n\": {n}\n}}").into_bytes(),
         };
-        assert_eq!(batch_message(Vec::new()), None);
-        assert_eq!(batch_message(vec![reading(1)]), Some(reading(1)));
-        let batch = batch_message(vec![reading(1), reading(2), reading(3)]).unwrap();
+        for form in [BatchForm::Object, BatchForm::Array] {
+            assert_eq!(batch_message(Vec::new(), form), None);
+            assert_eq!(batch_message(vec![reading(1)], form), Some(reading(1)));
+        }
+        let three = || vec![reading(1), reading(2), reading(3)];
+        let batch = batch_message(three(), BatchForm::Array).unwrap();
         assert_eq!(batch.topic, "devices/a/telemetry");
         let value: serde_json::Value = serde_json::from_slice(&batch.payload).unwrap();
         assert_eq!(value, serde_json::json!([{"n": 1}, {"n": 2}, {"n": 3}]));
+        let batch = batch_message(three(), BatchForm::Object).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&batch.payload).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"readings": [{"n": 1}, {"n": 2}, {"n": 3}]})
+        );
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::device_files::{read_devices, DeviceFilesError};
 use connection::{mqtt_options, Broker, TlsFiles};
-use device::{run_device, switch_latency, Counters, DeviceOutcome, Plan};
+use device::{run_device, switch_latency, BatchForm, Counters, DeviceOutcome, Plan};
 use fleet::{FleetKind, FLEET_NAMES};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,10 +93,14 @@ pub struct SimulateArgs {
     /// for acknowledgements after the last publish.
     #[arg(long, default_value_t = 30.0)]
     patience: f64,
-    /// Device-side batching: readings per message, sent as one JSON array
-    /// (--rate is then readings per second; --messages counts messages).
+    /// Device-side batching: readings per message (--rate is then readings
+    /// per second; --messages counts messages).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     batch: u64,
+    /// How a batch is sent: `{"readings": [...]}` (object), which topic
+    /// rules that add fields carry, or a bare JSON array.
+    #[arg(long, value_enum, default_value_t = BatchForm::Object)]
+    batch_form: BatchForm,
     /// Basic Ingest: publish to `$aws/rules/<RULE>/<topic>`, straight to
     /// that topic rule (AWS charges no messaging for it; the device policy
     /// must allow those topics).
@@ -110,12 +114,14 @@ pub fn messages_per_device(
     messages: Option<u64>,
     duration: Option<f64>,
     rate: f64,
+    batch: u64,
     default: u64,
 ) -> Result<u64, SimulateError> {
     match (messages, duration) {
         (Some(messages), _) => Ok(messages),
+        // `rate` counts readings, `batch` of them to a message.
         (None, Some(seconds)) if seconds.is_finite() && seconds > 0.0 && rate > 0.0 => {
-            Ok((seconds * rate).ceil() as u64)
+            Ok((seconds * rate / batch.max(1) as f64).ceil() as u64)
         }
         (None, Some(seconds)) => Err(SimulateError::Options(format!(
             "--duration {seconds} needs a positive duration and a --rate above 0"
@@ -177,7 +183,7 @@ impl FleetRun {
         }
         if args.batch > 1 && matches!(fleet, FleetKind::Co2Meter) {
             return Err(SimulateError::Options(format!(
-                "--batch {}: co2-meter sends text lines, which do not batch into a JSON array; use a JSON fleet",
+                "--batch {}: co2-meter sends text lines, which do not batch into JSON; use a JSON fleet",
                 args.batch
             )));
         }
@@ -193,7 +199,8 @@ impl FleetRun {
                 args.patience
             )));
         }
-        let messages = messages_per_device(args.messages, args.duration, args.rate, 100)?;
+        let messages =
+            messages_per_device(args.messages, args.duration, args.rate, args.batch, 100)?;
 
         let provisioned = match &args.keys {
             Some(directory) => read_devices(directory)?,
@@ -291,6 +298,7 @@ impl FleetRun {
                 patience: Duration::from_secs_f64(args.patience),
                 linger: None,
                 batch: args.batch as usize,
+                batch_form: args.batch_form,
                 topic_prefix: args
                     .basic_ingest
                     .as_ref()
