@@ -188,9 +188,20 @@ events:
 lint: fmt clippy lint-infra
 
 # Any skipped check is listed in the template with its reason.
+# Each combination of IngestPath, Transport and StreamShards is checked as
+# it deploys (tools/template_variants.py writes it with those defaults).
 lint-infra: $(STAMP_LINT)
 	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- infra/template.yaml
 	$(VENV)/bin/checkov -f infra/template.yaml --framework cloudformation --skip-download --quiet --compact
+	@variants=$$(mktemp -d) && trap 'rm -rf "$$variants"' EXIT && \
+	  $(PYTHON) tools/template_variants.py "$$variants" >/dev/null && \
+	  for variant in "$$variants"/*.yaml; do \
+	    echo "cfn-lint + checkov: $$(basename $$variant)"; \
+	    cp "$$variant" infra/.variant.yaml && \
+	    $(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- infra/.variant.yaml && \
+	    $(VENV)/bin/checkov -f infra/.variant.yaml --framework cloudformation --skip-download --quiet --compact >/dev/null \
+	      || { rm -f infra/.variant.yaml; exit 1; }; \
+	  done; rm -f infra/.variant.yaml
 
 # Builds every function for arm64 with cargo-lambda (through SAM's
 # rust-cargolambda build method) and deploys the stack, asking for the

@@ -4,7 +4,10 @@
 //! device connects only as its own thing and publishes and subscribes only
 //! under its own topics.
 
+use std::collections::BTreeMap;
+
 use e2e_tests::repo_root;
+use iotpipe::cloudformation;
 use serde_yaml::Value;
 
 const ACCOUNT: &str = "123456789012";
@@ -24,40 +27,52 @@ struct Statement {
     needs_attached_thing: bool,
 }
 
-fn template() -> Value {
+/// The template as it deploys with `overrides` over its parameter
+/// defaults, and the parameter values.
+fn template(overrides: &[(&str, &str)]) -> (Value, BTreeMap<String, String>) {
     let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
-    serde_yaml::from_str(&text).unwrap()
+    let template: Value = serde_yaml::from_str(&text).unwrap();
+    let overrides: Vec<(String, String)> = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let parameters = cloudformation::parameters(&template, &overrides).unwrap();
+    (
+        cloudformation::resolve(&template, &parameters).unwrap(),
+        parameters,
+    )
 }
 
-/// `!Sub` as CloudFormation resolves it for a stack with the defaults:
+/// `!Sub` as CloudFormation resolves it for the stack's parameters:
 /// `${!x}` is the literal `${x}` that IoT's policy variables need.
-fn substitute(template: &Value, value: &Value) -> String {
+fn substitute(parameters: &BTreeMap<String, String>, value: &Value) -> String {
     let text = match value {
         Value::Tagged(tagged) => tagged.value.as_str().unwrap().to_owned(),
         other => other.as_str().unwrap().to_owned(),
     };
-    let prefix = template["Parameters"]["TopicPrefix"]["Default"]
-        .as_str()
-        .unwrap();
-    text.replace("${AWS::Partition}", "aws")
+    let mut text = text
+        .replace("${AWS::Partition}", "aws")
         .replace("${AWS::Region}", REGION)
-        .replace("${AWS::AccountId}", ACCOUNT)
-        .replace("${TopicPrefix}", prefix)
-        .replace("${!", "${")
+        .replace("${AWS::AccountId}", ACCOUNT);
+    for (name, value) in parameters {
+        text = text.replace(&format!("${{{name}}}"), value);
+    }
+    text.replace("${!", "${")
 }
 
-fn list(template: &Value, value: &Value) -> Vec<String> {
+fn list(parameters: &BTreeMap<String, String>, value: &Value) -> Vec<String> {
     match value {
         Value::Sequence(items) => items
             .iter()
-            .map(|item| substitute(template, item))
+            .map(|item| substitute(parameters, item))
             .collect(),
-        other => vec![substitute(template, other)],
+        other => vec![substitute(parameters, other)],
     }
 }
 
-fn device_policy() -> (String, Vec<Statement>) {
-    let template = template();
+/// The device policy of a stack deployed with `overrides`.
+fn device_policy_with(overrides: &[(&str, &str)]) -> (String, Vec<Statement>) {
+    let (template, parameters) = template(overrides);
     let document = &template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"];
     let statements = document["Statement"]
         .as_sequence()
@@ -74,14 +89,19 @@ fn device_policy() -> (String, Vec<Statement>) {
             );
             Statement {
                 effect: statement["Effect"].as_str().unwrap().to_owned(),
-                actions: list(&template, &statement["Action"]),
-                resources: list(&template, &statement["Resource"]),
+                actions: list(&parameters, &statement["Action"]),
+                resources: list(&parameters, &statement["Resource"]),
                 needs_attached_thing: condition["Bool"]["iot:Connection.Thing.IsAttached"].as_str()
                     == Some("true"),
             }
         })
         .collect();
     (serde_yaml::to_string(document).unwrap(), statements)
+}
+
+/// The device policy of a stack with the default parameters.
+fn device_policy() -> (String, Vec<Statement>) {
+    device_policy_with(&[])
 }
 
 /// The resource with the connection's policy variables filled in; `None`
@@ -258,6 +278,55 @@ fn a_device_publishes_and_subscribes_only_under_its_own_topics() {
         wildcards, own,
         "a wildcard outside the device's own shadow: {document}"
     );
+}
+
+/// IngestPath=basic-ingest: a device publishes its telemetry, status and
+/// text only to the rule that takes each, only under its own thing name,
+/// and no longer through the broker's topics; commands are unchanged.
+#[test]
+fn with_basic_ingest_a_device_publishes_only_to_its_rules_under_its_own_name() {
+    let (document, policy) = device_policy_with(&[
+        ("IngestPath", "basic-ingest"),
+        ("RuleNamePrefix", "plant_7"),
+    ]);
+    let pi1 = Connection {
+        thing: Some("pi-1"),
+        client_id: "pi-1",
+    };
+    for kind in ["telemetry", "status", "text"] {
+        let own = format!("$aws/rules/plant_7_{kind}/devices/pi-1/{kind}");
+        assert!(
+            allowed(&policy, &pi1, "iot:Publish", &arn("topic", &own)),
+            "{own}"
+        );
+        for refused in [
+            format!("$aws/rules/plant_7_{kind}/devices/pi-2/{kind}"),
+            format!("devices/pi-1/{kind}"),
+            format!("$aws/rules/other_{kind}/devices/pi-1/{kind}"),
+        ] {
+            assert!(
+                !allowed(&policy, &pi1, "iot:Publish", &arn("topic", &refused)),
+                "{refused}"
+            );
+        }
+    }
+    // Not the telemetry rule with a status topic, nor the commands rule.
+    for refused in [
+        "$aws/rules/plant_7_telemetry/devices/pi-1/status",
+        "$aws/rules/plant_7_commands/devices/pi-1/telemetry",
+    ] {
+        assert!(
+            !allowed(&policy, &pi1, "iot:Publish", &arn("topic", refused)),
+            "{refused}"
+        );
+    }
+    assert!(allowed(
+        &policy,
+        &pi1,
+        "iot:Subscribe",
+        &arn("topicfilter", "devices/pi-1/commands")
+    ));
+    assert!(!document.contains("iot:ClientId"), "{document}");
 }
 
 #[test]

@@ -463,3 +463,80 @@ fn batched_messages_become_one_row_per_reading() {
     let sensor_times = rows[2]["times"].as_u64().unwrap();
     assert!(sensor_times >= 2, "{rows:?}");
 }
+
+/// The stack as it deploys with IngestPath=basic-ingest and
+/// Transport=kinesis: devices publish to `$aws/rules/<rule>/<topic>`
+/// (mosquitto passes `$` topics), one Kinesis action per message feeds all
+/// three stream readers, and the telemetry rule invokes device-commands.
+#[test]
+fn basic_ingest_and_kinesis_transport_deliver_everything() {
+    let out = scratch_dir("local-pipeline-basic-ingest-kinesis");
+    let broker = e2e_tests::MosquittoServer::start(&out.join("broker"));
+    let run = Command::new(function_binary("iotpipe"))
+        .args(["run", "--out", out.to_str().unwrap()])
+        .args(["--broker", &broker.url()])
+        .args(["--parameter", "IngestPath=basic-ingest"])
+        .args(["--parameter", "Transport=kinesis"])
+        .args(["--messages", "6", "--rate", "10"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let total = &report["total"];
+    assert_eq!(total["sent"], 6 * 6, "{total}");
+    assert_eq!(
+        total["accepted"],
+        6 * 6,
+        "{}",
+        report["dead_letter_reasons"]
+    );
+    assert!(
+        report["rules"].get("CommandsRule").is_none(),
+        "{}",
+        report["rules"]
+    );
+    assert_eq!(
+        report["rules"]["TelemetryRule"],
+        4 * 6,
+        "{}",
+        report["rules"]
+    );
+    let commands_sent = total["commands_sent"].as_u64().unwrap();
+    assert!(commands_sent >= 2, "{total}");
+    assert_eq!(total["commands_applied"], commands_sent, "{total}");
+    let rows = duckdb_query(&format!(
+        "SELECT count(*) AS n FROM read_parquet('{}/warehouse/readings/**/*.parquet', hive_partitioning = true) WHERE metric = 'temperature'",
+        out.display()
+    ));
+    assert_eq!(
+        rows[0]["n"],
+        2 * 6,
+        "every sensor reading through the stream"
+    );
+    // The stream's three readers each got every telemetry and text
+    // message (the metrics function also the status messages, by Lambda).
+    let functions = &report["functions"];
+    let stream_messages = 6 * (2 + 2 + 1);
+    for (function, expected) in [
+        ("TelemetryWarehouseFunction", stream_messages),
+        ("TelemetryWindowsFunction", stream_messages),
+        ("TelemetryMetricsFunction", stream_messages + 6),
+    ] {
+        assert_eq!(
+            functions[function]["accepted"], expected,
+            "{function}: {functions}"
+        );
+    }
+}
+
+/// Basic Ingest needs a broker that passes `$` topics; the embedded one
+/// does not, which is said in one line.
+#[test]
+fn basic_ingest_without_a_broker_that_passes_dollar_topics_is_refused() {
+    let error = refused(&["--parameter", "IngestPath=basic-ingest"]);
+    assert!(error.contains("give --broker"), "{error}");
+    let error = refused(&["--parameter", "Transport=mqtt"]);
+    assert!(error.contains("not one of sqs, kinesis"), "{error}");
+}

@@ -34,12 +34,15 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// The template's DevicePolicy as CloudFormation would resolve it in moto's
-/// account, written independently of iotpipe's resolver.
+/// account for the default parameters: its `!If`s taken, and its `!Sub`s
+/// written out independently of iotpipe's resolver.
 fn expected_policy() -> serde_json::Value {
     let template: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
     )
     .unwrap();
+    let defaults = iotpipe::cloudformation::parameters(&template, &[]).unwrap();
+    let template = iotpipe::cloudformation::resolve(&template, &defaults).unwrap();
     let document = &template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"];
     let mut yaml = serde_yaml::to_string(document).unwrap();
     for (from, to) in [

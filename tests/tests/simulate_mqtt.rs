@@ -476,6 +476,33 @@ fn basic_ingest_puts_the_rule_in_front_of_every_topic() {
         topics,
         ["$aws/rules/TelemetryRule/devices/host-status-1/status"; 3]
     );
+    // Without a rule: the template's rule for each topic, by its RuleName.
+    for (received, (fleet, prefix, expected)) in [
+        (
+            "host-status",
+            None,
+            "$aws/rules/iotpipe_status/devices/host-status-1/status",
+        ),
+        (
+            "co2-meter",
+            Some("plant_7"),
+            "$aws/rules/plant_7_text/devices/co2-meter-1/text",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut args = vec!["--fleet", fleet, "--messages", "1", "--rate", "0"];
+        args.extend(["--basic-ingest", "--broker", &url]);
+        if let Some(prefix) = prefix {
+            args.extend(["--rule-name-prefix", prefix]);
+        }
+        let run = simulate(&args);
+        assert!(run.status.success(), "{}", text(&run));
+        let messages = subscriber.wait_for(4 + received, Duration::from_secs(10));
+        assert_eq!(messages.len(), 4 + received);
+        assert_eq!(messages.last().unwrap().0, expected);
+    }
     let refused = simulate(&[
         "--fleet",
         "host-status",

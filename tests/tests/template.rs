@@ -6,11 +6,57 @@
 use std::collections::BTreeMap;
 
 use e2e_tests::repo_root;
+use iotpipe::cloudformation;
 use serde_yaml::Value;
 
 fn template() -> Value {
     let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
     serde_yaml::from_str(&text).expect("template is YAML")
+}
+
+/// The template as it deploys for each choice of the parameters that change
+/// what deploys, with the parameter values.
+fn variants() -> Vec<(Value, BTreeMap<String, String>)> {
+    let template = template();
+    let mut variants = Vec::new();
+    for ingest in ["topics", "basic-ingest"] {
+        for transport in ["sqs", "kinesis"] {
+            let overrides = [
+                ("IngestPath".to_owned(), ingest.to_owned()),
+                ("Transport".to_owned(), transport.to_owned()),
+            ];
+            let parameters = cloudformation::parameters(&template, &overrides).unwrap();
+            let resolved = cloudformation::resolve(&template, &parameters).unwrap();
+            variants.push((resolved, parameters));
+        }
+    }
+    variants
+}
+
+/// `!Sub` text with the stack's parameters (and a fixed account) filled in.
+fn substituted(value: &Value, parameters: &BTreeMap<String, String>) -> String {
+    let mut text = text(value)
+        .replace("${AWS::Partition}", "aws")
+        .replace("${AWS::Region}", "us-east-1")
+        .replace("${AWS::AccountId}", "123456789012");
+    for (name, value) in parameters {
+        text = text.replace(&format!("${{{name}}}"), value);
+    }
+    text
+}
+
+/// MQTT topic filter matching (`+` one level, `#` the rest).
+fn filter_takes(filter: &str, topic: &str) -> bool {
+    let mut topic_levels = topic.split('/');
+    for level in filter.split('/') {
+        match (level, topic_levels.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (level, Some(actual)) if level == actual => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
 }
 
 /// `!Sub "..."`, `!Ref X` and friends arrive as tagged values.
@@ -172,10 +218,16 @@ fn the_metrics_function_may_put_metrics_only_in_its_namespace() {
 
 #[test]
 fn every_topic_rule_selects_what_the_functions_use() {
-    let template = template();
-    let rules = resources(&template, "AWS::IoT::TopicRule");
+    for (template, parameters) in variants() {
+        rules_select_what_the_functions_use(&template, &parameters);
+    }
+}
+
+fn rules_select_what_the_functions_use(template: &Value, parameters: &BTreeMap<String, String>) {
+    let rules = resources(template, "AWS::IoT::TopicRule");
     assert!(rules.len() >= 3, "status, telemetry and text rules");
-    let permissions = resources(&template, "AWS::Lambda::Permission");
+    let permissions = resources(template, "AWS::Lambda::Permission");
+    let ingest = &parameters["IngestPath"];
     for (name, rule) in &rules {
         let payload = &rule["Properties"]["TopicRulePayload"];
         let sql = text(&payload["Sql"]);
@@ -196,16 +248,142 @@ fn every_topic_rule_selects_what_the_functions_use() {
         );
         for action in payload["Actions"].as_sequence().unwrap() {
             if !action["Lambda"].is_null() {
+                let function = text(&action["Lambda"]["FunctionArn"]);
+                let function = function.split('.').next().unwrap();
                 let granted = permissions.values().any(|permission| {
                     let properties = &permission["Properties"];
                     properties["Principal"].as_str() == Some("iot.amazonaws.com")
                         && text(&properties["SourceArn"]).contains(name.as_str())
+                        && text(&properties["FunctionName"]) == function
                 });
                 assert!(
                     granted,
-                    "{name}: no invoke permission for iot.amazonaws.com"
+                    "{name} ({ingest}): no permission for iot.amazonaws.com to invoke {function}"
                 );
             }
+        }
+    }
+    // Whatever the parameters, JSON telemetry reaches device-commands once:
+    // by a rule's Lambda action, or by reading the stream the rule feeds.
+    let transport = &parameters["Transport"];
+    let invoking_rules = rules
+        .values()
+        .filter(|rule| {
+            let payload = &rule["Properties"]["TopicRulePayload"];
+            text(&payload["Sql"]).contains("/+/telemetry'")
+                && payload["Actions"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|action| {
+                        text(&action["Lambda"]["FunctionArn"]).starts_with("DeviceCommandsFunction")
+                    })
+        })
+        .count();
+    let reads_stream = resources(template, "AWS::Lambda::EventSourceMapping")
+        .values()
+        .any(|mapping| text(&mapping["Properties"]["FunctionName"]) == "DeviceCommandsFunction");
+    assert_eq!(
+        invoking_rules + usize::from(reads_stream),
+        1,
+        "{ingest}, {transport}: device-commands reached {invoking_rules} time(s) by rules, stream: {reads_stream}"
+    );
+    assert_eq!(
+        reads_stream,
+        transport == "kinesis",
+        "{ingest}, {transport}"
+    );
+}
+
+/// With Basic Ingest a device publishes to `$aws/rules/<rule>/<topic>`:
+/// every such topic its policy allows names a rule of the stack (by its
+/// RuleName) whose FROM filter takes `<topic>`, and every rule that takes
+/// device topics can be reached that way. With broker topics, each topic
+/// the policy allows reaches a rule.
+#[test]
+fn basic_ingest_rule_names_match_the_device_policy() {
+    for (template, parameters) in variants() {
+        let ingest = parameters["IngestPath"].clone();
+        let rules: BTreeMap<String, String> = resources(&template, "AWS::IoT::TopicRule")
+            .values()
+            .map(|rule| {
+                let name = substituted(&rule["Properties"]["RuleName"], &parameters);
+                let sql = substituted(&rule["Properties"]["TopicRulePayload"]["Sql"], &parameters);
+                let from = sql
+                    .split("FROM '")
+                    .nth(1)
+                    .unwrap()
+                    .split('\'')
+                    .next()
+                    .unwrap();
+                (name, from.to_owned())
+            })
+            .collect();
+        for name in rules.keys() {
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "{ingest}: rule name {name:?} is not a valid IoT rule name"
+            );
+        }
+        let statements = template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"]
+            ["Statement"]
+            .as_sequence()
+            .unwrap()
+            .clone();
+        let published: Vec<String> = statements
+            .iter()
+            .filter(|statement| statement["Action"].as_str() == Some("iot:Publish"))
+            .flat_map(|statement| match &statement["Resource"] {
+                Value::Sequence(items) => items.clone(),
+                one => vec![one.clone()],
+            })
+            .map(|resource| {
+                substituted(&resource, &parameters)
+                    .replace("${!iot:Connection.Thing.ThingName}", "pi-1")
+                    .split(":topic/")
+                    .nth(1)
+                    .unwrap()
+                    .to_owned()
+            })
+            .filter(|topic| !topic.starts_with("$aws/things/"))
+            .collect();
+        assert_eq!(
+            published.len(),
+            3,
+            "{ingest}: telemetry, status, text: {published:?}"
+        );
+        let mut reached = Vec::new();
+        for topic in &published {
+            let (rule, inner) = match topic.strip_prefix("$aws/rules/") {
+                Some(rest) => {
+                    let (rule, inner) = rest.split_once('/').unwrap();
+                    (Some(rule), inner)
+                }
+                None => (None, topic.as_str()),
+            };
+            assert_eq!(
+                rule.is_some(),
+                ingest == "basic-ingest",
+                "{ingest}: the policy allows {topic}"
+            );
+            let takers: Vec<&String> = rules
+                .iter()
+                .filter(|(name, from)| {
+                    rule.is_none_or(|rule| rule == name.as_str()) && filter_takes(from, inner)
+                })
+                .map(|(name, _)| name)
+                .collect();
+            assert!(!takers.is_empty(), "{ingest}: {topic} reaches no rule");
+            reached.extend(takers);
+        }
+        if ingest == "basic-ingest" {
+            reached.sort();
+            reached.dedup();
+            let device_rules: Vec<&String> = rules.keys().collect();
+            assert_eq!(
+                reached, device_rules,
+                "every rule is reachable through Basic Ingest"
+            );
         }
     }
 }

@@ -69,6 +69,11 @@ pub struct ProvisionArgs {
     /// iotpipe was built with).
     #[arg(long)]
     template: Option<PathBuf>,
+    /// A parameter of the stack the devices join, NAME=VALUE (repeatable):
+    /// IngestPath=basic-ingest and RuleNamePrefix change the topics the
+    /// device policy allows.
+    #[arg(long = "parameter", value_parser = iotpipe::cloudformation::parse_parameter)]
+    parameters: Vec<(String, String)>,
     /// Thing attributes, key=value (repeatable); `fleet` is always set.
     #[arg(long = "attribute", value_parser = parse_attribute)]
     attributes: Vec<(String, String)>,
@@ -173,10 +178,12 @@ async fn create(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionError
         path: template_path.clone(),
         reason,
     };
-    let topic_prefix = match &args.topic_prefix {
-        Some(prefix) => prefix.clone(),
-        None => policy::default_topic_prefix(&template).map_err(template_error)?,
-    };
+    let mut overrides = args.parameters.clone();
+    if let Some(prefix) = &args.topic_prefix {
+        overrides.push(("TopicPrefix".into(), prefix.clone()));
+    }
+    let parameters = policy::stack_parameters(&template, &overrides).map_err(template_error)?;
+    let topic_prefix = parameters.get("TopicPrefix").cloned().unwrap_or_default();
 
     let endpoint = iot
         .describe_endpoint()
@@ -209,7 +216,7 @@ async fn create(iot: &Client, args: &ProvisionArgs) -> Result<(), ProvisionError
             partition,
             region,
             account,
-            topic_prefix: &topic_prefix,
+            parameters: &parameters,
         },
     )
     .map_err(template_error)?;

@@ -4,6 +4,9 @@
 //! certificate connects only as its own thing and publishes and subscribes
 //! only under its own topics.
 
+use std::collections::BTreeMap;
+
+use iotpipe::cloudformation;
 use serde_json::{Map, Value};
 use serde_yaml::Value as Yaml;
 
@@ -11,26 +14,30 @@ use serde_yaml::Value as Yaml;
 /// policy the stack deploys; `--template` reads another.
 pub const TEMPLATE: &str = include_str!("../../../../infra/template.yaml");
 
-/// What `!Sub` may name in the device policy.
+/// What `!Sub` may name in the device policy: the account's pseudo
+/// parameters and the stack's parameter values.
 pub struct Substitutions<'a> {
     pub partition: &'a str,
     pub region: &'a str,
     pub account: &'a str,
-    pub topic_prefix: &'a str,
+    pub parameters: &'a BTreeMap<String, String>,
 }
 
-/// The template's `TopicPrefix` default.
-pub fn default_topic_prefix(template: &str) -> Result<String, String> {
+/// The stack's parameter values: the template's defaults, then
+/// `overrides` (`TopicPrefix`, `IngestPath`, `RuleNamePrefix`, ...).
+pub fn stack_parameters(
+    template: &str,
+    overrides: &[(String, String)],
+) -> Result<BTreeMap<String, String>, String> {
     let template: Yaml = serde_yaml::from_str(template).map_err(|error| error.to_string())?;
-    template["Parameters"]["TopicPrefix"]["Default"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| "no Parameters.TopicPrefix.Default".to_owned())
+    cloudformation::parameters(&template, overrides)
 }
 
-/// `Resources.DevicePolicy.Properties.PolicyDocument`, resolved, as JSON.
+/// `Resources.DevicePolicy.Properties.PolicyDocument` as the stack deploys
+/// it for these parameters (its `!If`s taken), resolved, as JSON.
 pub fn device_policy(template: &str, names: &Substitutions) -> Result<String, String> {
     let template: Yaml = serde_yaml::from_str(template).map_err(|error| error.to_string())?;
+    let template = cloudformation::resolve(&template, names.parameters)?;
     let document = &template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"];
     if document.is_null() {
         return Err("no Resources.DevicePolicy.Properties.PolicyDocument".into());
@@ -75,7 +82,7 @@ fn resolve(value: &Yaml, names: &Substitutions) -> Result<Value, String> {
 }
 
 /// `!Sub`: `${AWS::Partition}`, `${AWS::Region}`, `${AWS::AccountId}`,
-/// `${TopicPrefix}`; `${!x}` is the literal `${x}`.
+/// the stack's parameters; `${!x}` is the literal `${x}`.
 pub fn substitute(text: &str, names: &Substitutions) -> Result<String, String> {
     let mut out = String::with_capacity(text.len() + 32);
     let mut rest = text;
@@ -96,8 +103,12 @@ pub fn substitute(text: &str, names: &Substitutions) -> Result<String, String> {
                 "AWS::Partition" => names.partition,
                 "AWS::Region" => names.region,
                 "AWS::AccountId" => names.account,
-                "TopicPrefix" => names.topic_prefix,
-                other => return Err(format!("{text:?}: ${{{other}}} cannot be resolved locally")),
+                other => match names.parameters.get(other) {
+                    Some(value) => value,
+                    None => {
+                        return Err(format!("{text:?}: ${{{other}}} cannot be resolved locally"))
+                    }
+                },
             }),
         }
         rest = &after[end + 1..];
@@ -110,18 +121,29 @@ pub fn substitute(text: &str, names: &Substitutions) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    const NAMES: Substitutions = Substitutions {
-        partition: "aws",
-        region: "eu-west-1",
-        account: "111122223333",
-        topic_prefix: "plant",
-    };
+    fn names(parameters: &BTreeMap<String, String>) -> Substitutions<'_> {
+        Substitutions {
+            partition: "aws",
+            region: "eu-west-1",
+            account: "111122223333",
+            parameters,
+        }
+    }
+
+    fn parameters(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        stack_parameters(TEMPLATE, &pairs).unwrap()
+    }
 
     #[test]
     fn the_templates_policy_resolves_with_its_policy_variables_kept() {
-        assert_eq!(default_topic_prefix(TEMPLATE).unwrap(), "devices");
+        assert_eq!(parameters(&[])["TopicPrefix"], "devices");
+        let plant = parameters(&[("TopicPrefix", "plant")]);
         let document: Value =
-            serde_json::from_str(&device_policy(TEMPLATE, &NAMES).unwrap()).unwrap();
+            serde_json::from_str(&device_policy(TEMPLATE, &names(&plant)).unwrap()).unwrap();
         assert_eq!(document["Version"], "2012-10-17");
         let text = document.to_string();
         assert!(text.contains(
@@ -137,25 +159,50 @@ mod tests {
             !text.contains("iot:ClientId"),
             "client ids are chosen by the device"
         );
+        assert!(!text.contains("$aws/rules"), "{text}");
+    }
+
+    /// With Basic Ingest the device publishes to its rules only.
+    #[test]
+    fn the_basic_ingest_policy_names_the_rules() {
+        let basic = parameters(&[
+            ("IngestPath", "basic-ingest"),
+            ("RuleNamePrefix", "plant_7"),
+        ]);
+        let text = device_policy(TEMPLATE, &names(&basic)).unwrap();
+        for kind in ["telemetry", "status", "text"] {
+            assert!(
+                text.contains(&format!(
+                    "topic/$aws/rules/plant_7_{kind}/devices/${{iot:Connection.Thing.ThingName}}/{kind}"
+                )),
+                "{kind}: {text}"
+            );
+        }
+        assert!(
+            !text.contains("topic/devices/${iot:Connection.Thing.ThingName}/telemetry"),
+            "{text}"
+        );
     }
 
     #[test]
     fn substitution_errors_name_the_piece() {
+        let plant = parameters(&[("TopicPrefix", "plant")]);
+        let names = names(&plant);
         assert_eq!(
-            substitute("a/${TopicPrefix}/${!iot:ClientId}", &NAMES).unwrap(),
+            substitute("a/${TopicPrefix}/${!iot:ClientId}", &names).unwrap(),
             "a/plant/${iot:ClientId}"
         );
-        assert!(substitute("${Bucket}", &NAMES)
+        assert!(substitute("${Bucket}", &names)
             .unwrap_err()
             .contains("${Bucket}"));
-        assert!(substitute("x${AWS::Region", &NAMES)
+        assert!(substitute("x${AWS::Region", &names)
             .unwrap_err()
             .contains("unclosed"));
         let template = "Resources:\n  DevicePolicy:\n    Properties:\n      PolicyDocument:\n        Resource: !GetAtt X.Arn\n";
-        assert!(device_policy(template, &NAMES)
+        assert!(device_policy(template, &names)
             .unwrap_err()
             .contains("!GetAtt"));
-        assert!(device_policy("Resources: {}", &NAMES)
+        assert!(device_policy("Resources: {}", &names)
             .unwrap_err()
             .contains("DevicePolicy"));
     }

@@ -1,14 +1,18 @@
 //! The local pipeline's wiring, read from `infra/template.yaml` (the file
-//! that deploys): every enabled `AWS::IoT::TopicRule` with its SQL and
-//! actions, the functions those actions reach (binary, environment), the
-//! SQS queues (batch size and window, receive count before the redrive
-//! queue) and the Kinesis stream (batch size, tumbling window).
+//! that deploys) as it deploys for the chosen parameters (conditions
+//! applied by [`crate::cloudformation`]): every enabled
+//! `AWS::IoT::TopicRule` with its SQL and actions, the functions those
+//! actions reach (binary, environment), the SQS queues (batch size and
+//! window, receive count before the redrive queue) and the Kinesis stream
+//! (batch size, tumbling window), whether a function's SAM `Events` or an
+//! `AWS::Lambda::EventSourceMapping` names them.
 
 use std::collections::BTreeMap;
 
 use serde_yaml::Value as Yaml;
 
 use super::sql::{parse_expression, parse_rule, Expr, RuleQuery};
+use iotpipe::cloudformation;
 
 /// A topic rule, ready to evaluate.
 #[derive(Debug, Clone)]
@@ -76,27 +80,47 @@ pub struct Wiring {
     pub rules: Vec<TopicRule>,
     pub functions: BTreeMap<String, FunctionSpec>,
     pub topic_prefix: String,
+    /// The template's parameter values (defaults, then the user's).
+    pub parameters: BTreeMap<String, String>,
 }
 
 impl Wiring {
-    /// The function consuming `queue` or `stream`.
-    pub fn consumer_of(&self, source: &str) -> Option<(&FunctionSpec, &EventSource)> {
-        self.functions.values().find_map(|function| {
-            function.events.iter().find_map(|event| match event {
-                EventSource::Sqs { queue, .. } if queue == source => Some((function, event)),
-                EventSource::Kinesis { stream, .. } if stream == source => Some((function, event)),
-                _ => None,
+    /// Every function consuming `queue` or `stream` (a queue has one; a
+    /// stream gives each consumer every record).
+    pub fn consumers_of(&self, source: &str) -> Vec<(&FunctionSpec, &EventSource)> {
+        self.functions
+            .values()
+            .flat_map(|function| function.events.iter().map(move |event| (function, event)))
+            .filter(|(_, event)| match event {
+                EventSource::Sqs { queue, .. } => queue == source,
+                EventSource::Kinesis { stream, .. } => stream == source,
             })
-        })
+            .collect()
+    }
+
+    /// The first function consuming `queue` or `stream`.
+    pub fn consumer_of(&self, source: &str) -> Option<(&FunctionSpec, &EventSource)> {
+        self.consumers_of(source).into_iter().next()
+    }
+
+    /// The rule devices publish to with Basic Ingest for `topic`: the first
+    /// whose `FROM` filter takes it, by its `RuleName` (else logical id).
+    pub fn basic_ingest_rule(&self, topic: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|rule| super::sql::topic_matches(&rule.query.topic_filter, topic))
+            .map(|rule| rule.rule_name.as_deref().unwrap_or(&rule.name))
     }
 }
 
-/// Reads the template; every error names the rule or resource and the piece
+/// Reads the template for the given parameter values (`NAME=VALUE`, over
+/// the defaults); every error names the rule or resource and the piece
 /// that cannot run locally.
-pub fn load(text: &str) -> Result<Wiring, String> {
+pub fn load(text: &str, overrides: &[(String, String)]) -> Result<Wiring, String> {
     let template: Yaml =
         serde_yaml::from_str(text).map_err(|error| format!("not YAML: {error}"))?;
-    let parameters = parameter_defaults(&template);
+    let parameters = cloudformation::parameters(&template, overrides)?;
+    let template = cloudformation::resolve(&template, &parameters)?;
     let topic_prefix = parameters
         .get("TopicPrefix")
         .cloned()
@@ -107,6 +131,7 @@ pub fn load(text: &str) -> Result<Wiring, String> {
     let mut rules = Vec::new();
     let mut functions = BTreeMap::new();
     let mut receive_counts = BTreeMap::new();
+    let mut mappings = Vec::new();
     for (name, resource) in resources {
         let name = name.as_str().unwrap_or_default().to_owned();
         match resource["Type"].as_str() {
@@ -115,6 +140,14 @@ pub fn load(text: &str) -> Result<Wiring, String> {
                     .as_u64()
                     .unwrap_or(u64::from(u32::MAX)) as u32;
                 receive_counts.insert(name, count);
+            }
+            Some("AWS::Lambda::EventSourceMapping") => {
+                let properties = &resource["Properties"];
+                let function = referenced(&properties["FunctionName"])
+                    .ok_or_else(|| format!("{name}: FunctionName names no function"))?;
+                let source = referenced(&properties["EventSourceArn"])
+                    .ok_or_else(|| format!("{name}: EventSourceArn names no resource"))?;
+                mappings.push((function, event_source(properties, &source, &resolve)?));
             }
             Some("AWS::IoT::TopicRule") => {
                 let payload = &resource["Properties"]["TopicRulePayload"];
@@ -156,29 +189,15 @@ pub fn load(text: &str) -> Result<Wiring, String> {
                 if let Some(sources) = resource["Properties"]["Events"].as_mapping() {
                     for source in sources.values() {
                         let properties = &source["Properties"];
-                        let number = |key: &str, default: f64| {
-                            resolve(&properties[key])
-                                .and_then(|text| text.parse().ok())
-                                .unwrap_or(default)
+                        let named = match source["Type"].as_str() {
+                            Some("SQS") => referenced(&properties["Queue"]),
+                            Some("Kinesis") => referenced(&properties["Stream"]),
+                            _ => continue,
                         };
-                        match source["Type"].as_str() {
-                            Some("SQS") => events.push(EventSource::Sqs {
-                                queue: referenced(&properties["Queue"]).unwrap_or_default(),
-                                batch_size: number("BatchSize", 10.0) as usize,
-                                window_seconds: number("MaximumBatchingWindowInSeconds", 0.0),
-                                max_receive_count: u32::MAX,
-                            }),
-                            Some("Kinesis") => events.push(EventSource::Kinesis {
-                                stream: referenced(&properties["Stream"]).unwrap_or_default(),
-                                batch_size: number("BatchSize", 100.0) as usize,
-                                window_seconds: number("MaximumBatchingWindowInSeconds", 0.0),
-                                tumbling_window_seconds: resolve(
-                                    &properties["TumblingWindowInSeconds"],
-                                )
-                                .and_then(|text| text.parse().ok()),
-                            }),
-                            _ => {}
-                        }
+                        let named = named.ok_or_else(|| {
+                            format!("function {name}: an event source that names no resource")
+                        })?;
+                        events.push(event_source(properties, &named, &resolve)?);
                     }
                 }
                 functions.insert(
@@ -193,6 +212,13 @@ pub fn load(text: &str) -> Result<Wiring, String> {
             }
             _ => {}
         }
+    }
+    for (function, event) in mappings {
+        functions
+            .get_mut(&function)
+            .ok_or_else(|| format!("an event source mapping for {function}, which is not a function of the template"))?
+            .events
+            .push(event);
     }
     for function in functions.values_mut() {
         for event in &mut function.events {
@@ -215,6 +241,7 @@ pub fn load(text: &str) -> Result<Wiring, String> {
         rules,
         functions,
         topic_prefix,
+        parameters,
     };
     for rule in &wiring.rules {
         for action in &rule.actions {
@@ -232,6 +259,40 @@ pub fn load(text: &str) -> Result<Wiring, String> {
         }
     }
     Ok(wiring)
+}
+
+/// A queue or stream a function reads, from SAM `Events` properties or an
+/// event source mapping's (which share the batching keys). A queue is
+/// told from a stream by the resource it names.
+fn event_source(
+    properties: &Yaml,
+    source: &str,
+    resolve: &dyn Fn(&Yaml) -> Option<String>,
+) -> Result<EventSource, String> {
+    let number = |key: &str, default: f64| {
+        resolve(&properties[key])
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(default)
+    };
+    let is_stream = !properties["Stream"].is_null()
+        || properties["StartingPosition"].as_str().is_some()
+        || properties["TumblingWindowInSeconds"] != Yaml::Null;
+    Ok(if is_stream {
+        EventSource::Kinesis {
+            stream: source.to_owned(),
+            batch_size: number("BatchSize", 100.0) as usize,
+            window_seconds: number("MaximumBatchingWindowInSeconds", 0.0),
+            tumbling_window_seconds: resolve(&properties["TumblingWindowInSeconds"])
+                .and_then(|text| text.parse().ok()),
+        }
+    } else {
+        EventSource::Sqs {
+            queue: source.to_owned(),
+            batch_size: number("BatchSize", 10.0) as usize,
+            window_seconds: number("MaximumBatchingWindowInSeconds", 0.0),
+            max_receive_count: u32::MAX,
+        }
+    })
 }
 
 fn rule_action(rule: &str, action: &Yaml) -> Result<Action, String> {
@@ -302,24 +363,6 @@ fn referenced(value: &Yaml) -> Option<String> {
     }
 }
 
-fn parameter_defaults(template: &Yaml) -> BTreeMap<String, String> {
-    let mut defaults = BTreeMap::new();
-    if let Some(parameters) = template["Parameters"].as_mapping() {
-        for (name, parameter) in parameters {
-            let default = match &parameter["Default"] {
-                Yaml::String(text) => Some(text.clone()),
-                Yaml::Number(number) => Some(number.to_string()),
-                Yaml::Bool(boolean) => Some(boolean.to_string()),
-                _ => None,
-            };
-            if let (Some(name), Some(default)) = (name.as_str(), default) {
-                defaults.insert(name.to_owned(), default);
-            }
-        }
-    }
-    defaults
-}
-
 /// A scalar, `!Ref <parameter>` or `!Sub` over parameters; `None` for
 /// anything naming a resource (an ARN, a bucket), which has no local value.
 fn resolve_text(value: &Yaml, parameters: &BTreeMap<String, String>) -> Option<String> {
@@ -364,7 +407,7 @@ mod tests {
 
     #[test]
     fn every_rule_of_the_template_loads_with_its_actions_and_consumers() {
-        let wiring = load(TEMPLATE).unwrap();
+        let wiring = load(TEMPLATE, &[]).unwrap();
         assert_eq!(wiring.topic_prefix, "devices");
         let names: Vec<&str> = wiring.rules.iter().map(|rule| rule.name.as_str()).collect();
         for name in [
@@ -434,19 +477,119 @@ mod tests {
         );
     }
 
+    /// The template's parameters change the wiring as they change what
+    /// deploys.
+    #[test]
+    fn transport_and_ingest_path_parameters_rewire_the_rules() {
+        let set = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let rule = |wiring: &Wiring, name: &str| {
+            wiring.rules.iter().find(|rule| rule.name == name).cloned()
+        };
+        let kinds = |rule: &TopicRule| -> Vec<String> {
+            rule.actions
+                .iter()
+                .map(|action| match action {
+                    Action::Lambda { function } => format!("Lambda {function}"),
+                    Action::Sqs { queue, .. } => format!("Sqs {queue}"),
+                    Action::Kinesis { stream, .. } => format!("Kinesis {stream}"),
+                })
+                .collect()
+        };
+
+        let kinesis = load(TEMPLATE, &set(&[("Transport", "kinesis")])).unwrap();
+        for name in ["TelemetryRule", "TextTelemetryRule"] {
+            assert_eq!(
+                kinds(&rule(&kinesis, name).unwrap()),
+                ["Kinesis TelemetryStream"],
+                "{name}"
+            );
+        }
+        let mut readers: Vec<&str> = kinesis
+            .consumers_of("TelemetryStream")
+            .iter()
+            .map(|(function, _)| function.binary.as_str())
+            .collect();
+        readers.sort();
+        assert_eq!(
+            readers,
+            [
+                "device-commands",
+                "telemetry-metrics",
+                "telemetry-warehouse",
+                "telemetry-windows"
+            ]
+        );
+        assert!(rule(&kinesis, "CommandsRule").is_none());
+        let (_, metrics_source) = kinesis
+            .consumers_of("TelemetryStream")
+            .into_iter()
+            .find(|(function, _)| function.binary == "telemetry-metrics")
+            .unwrap();
+        assert!(matches!(
+            metrics_source,
+            EventSource::Kinesis {
+                batch_size: 10000,
+                tumbling_window_seconds: None,
+                ..
+            }
+        ));
+
+        let basic = load(TEMPLATE, &set(&[("IngestPath", "basic-ingest")])).unwrap();
+        assert!(rule(&basic, "CommandsRule").is_none());
+        assert_eq!(
+            kinds(&rule(&basic, "TelemetryRule").unwrap()),
+            [
+                "Sqs TelemetryQueue",
+                "Sqs WarehouseQueue",
+                "Kinesis TelemetryStream",
+                "Lambda DeviceCommandsFunction"
+            ]
+        );
+        for (topic, rule_name) in [
+            ("devices/t-1/telemetry", Some("iotpipe_telemetry")),
+            ("devices/t-1/status", Some("iotpipe_status")),
+            ("devices/t-1/text", Some("iotpipe_text")),
+            ("devices/t-1/commands", None),
+        ] {
+            assert_eq!(basic.basic_ingest_rule(topic), rule_name, "{topic}");
+        }
+        let renamed = load(
+            TEMPLATE,
+            &set(&[
+                ("IngestPath", "basic-ingest"),
+                ("RuleNamePrefix", "plant_7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            renamed.basic_ingest_rule("devices/t-1/telemetry"),
+            Some("plant_7_telemetry")
+        );
+        let error = load(TEMPLATE, &set(&[("Transport", "mqtt")])).unwrap_err();
+        assert!(
+            error.contains("Transport=mqtt: not one of sqs, kinesis"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn a_rule_the_local_engine_cannot_run_is_refused_by_name() {
         let bad = TEMPLATE.replace(
             "SELECT *, topic() AS topic, clientid() AS client_id, timestamp() AS received_at FROM '${TopicPrefix}/+/status'",
             "SELECT *, aws_lambda('arn', *) AS x FROM '${TopicPrefix}/+/status'",
         );
-        let error = load(&bad).unwrap_err();
+        let error = load(&bad, &[]).unwrap_err();
         assert!(
             error.contains("rule StatusRule") && error.contains("aws_lambda"),
             "{error}"
         );
         let no_rules = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n";
-        assert!(load(no_rules)
+        assert!(load(no_rules, &[])
             .unwrap_err()
             .contains("no enabled AWS::IoT::TopicRule"));
     }

@@ -58,6 +58,8 @@ struct SqsRecord {
     sent_ms: i64,
 }
 
+/// A stream's record; each consumer of the stream reads its own copy.
+#[derive(Clone)]
 struct KinesisRecord {
     message: u64,
     key: String,
@@ -70,7 +72,8 @@ pub struct Router {
     wiring: Wiring,
     delivery: Delivery,
     queues: HashMap<String, UnboundedSender<SqsRecord>>,
-    streams: HashMap<String, UnboundedSender<KinesisRecord>>,
+    /// Each stream's consumers (every one reads every record).
+    streams: HashMap<String, Vec<UnboundedSender<KinesisRecord>>>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -125,7 +128,7 @@ impl Router {
                         function,
                         receiver,
                     ));
-                    router.streams.insert(source, sender);
+                    router.streams.entry(source).or_default().push(sender);
                     router.tasks.push(task);
                 }
             }
@@ -223,16 +226,17 @@ impl Router {
                                 },
                             })
                             .collect();
-                        if let Some((consumer, _)) = self.wiring.consumer_of(stream) {
+                        for (consumer, _) in self.wiring.consumers_of(stream) {
                             ledger.deliver(&consumer.name);
                         }
-                        if let Some(sender) = self.streams.get(stream) {
-                            let _ = sender.send(KinesisRecord {
-                                message: number,
-                                key,
-                                data: body.clone().into_bytes(),
-                                arrival_ms: now_ms,
-                            });
+                        let record = KinesisRecord {
+                            message: number,
+                            key,
+                            data: body.clone().into_bytes(),
+                            arrival_ms: now_ms,
+                        };
+                        for sender in self.streams.get(stream).into_iter().flatten() {
+                            let _ = sender.send(record.clone());
                         }
                     }
                 }

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 use crate::rules::template;
 use crate::simulate::connection::{mqtt_options, Broker};
-use crate::simulate::device::{run_device, switch_latency, BatchForm, Counters, Plan};
+use crate::simulate::device::{run_device, switch_latency, BatchForm, Counters, Plan, Route};
 use crate::simulate::fleet::FleetKind;
 use crate::simulate::Reporter;
 use chart::Series;
@@ -103,6 +103,13 @@ pub struct RunArgs {
     /// telemetry-warehouse:PIPELINE_CONFIG=config/reference-pipelines.toml.
     #[arg(long = "env", value_parser = parse_env)]
     env: Vec<(Option<String>, String, String)>,
+    /// A template parameter, NAME=VALUE (repeatable), as the stack would be
+    /// deployed with: e.g. Transport=kinesis (all functions read the
+    /// stream), IngestPath=basic-ingest (devices publish to
+    /// `$aws/rules/<rule>/...`; needs --broker, since the embedded broker
+    /// takes no `$` subscriptions).
+    #[arg(long = "parameter", value_parser = iotpipe::cloudformation::parse_parameter)]
+    parameters: Vec<(String, String)>,
 }
 
 fn parse_env(text: &str) -> Result<(Option<String>, String, String), String> {
@@ -168,8 +175,13 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         .map_or("infra/template.yaml (built in)".to_owned(), |path| {
             path.display().to_string()
         });
-    let wiring =
-        template::load(&template_text).map_err(|error| format!("{template_name}: {error}"))?;
+    let wiring = template::load(&template_text, &args.parameters)
+        .map_err(|error| format!("{template_name}: {error}"))?;
+    let basic_ingest =
+        wiring.parameters.get("IngestPath").map(String::as_str) == Some("basic-ingest");
+    if basic_ingest && args.broker.is_none() {
+        return Err("--parameter IngestPath=basic-ingest: devices publish to $aws/rules/..., which the embedded broker (rumqttd) cannot pass on; give --broker mqtt://127.0.0.1:<port> (mosquitto)".into());
+    }
     let fleets = fleets(&args)?;
     let messages = crate::simulate::messages_per_device(
         args.messages,
@@ -310,7 +322,14 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         linger: Some(linger),
         batch: 1,
         batch_form: BatchForm::Object,
-        topic_prefix: None,
+        route: if basic_ingest {
+            let wiring = wiring.clone();
+            Route::RuleFor(Arc::new(move |topic: &str| {
+                wiring.basic_ingest_rule(topic).map(str::to_owned)
+            }))
+        } else {
+            Route::Topic
+        },
     };
     let devices_started = Instant::now();
     let mut devices = Vec::new();

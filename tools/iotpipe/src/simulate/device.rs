@@ -46,9 +46,8 @@ pub struct Plan {
     pub batch: usize,
     /// How a message of several readings holds them.
     pub batch_form: BatchForm,
-    /// Basic Ingest: `$aws/rules/<rule>/` before every topic, so the
-    /// message goes straight to that rule (no messaging charge in AWS).
-    pub topic_prefix: Option<String>,
+    /// The topic a message is published to.
+    pub route: Route,
 }
 
 /// Counts shared with the progress bar, summed over devices.
@@ -161,10 +160,7 @@ pub async fn run_device(
                 let Some(message) = batch_message(readings, plan.batch_form) else {
                     break;
                 };
-                let topic = match &plan.topic_prefix {
-                    Some(prefix) => format!("{prefix}{}", message.topic),
-                    None => message.topic,
-                };
+                let topic = plan.route.topic(message.topic);
                 if client
                     .publish(topic, plan.qos, false, message.payload)
                     .await
@@ -336,6 +332,47 @@ pub async fn run_device(
         acknowledged: acknowledged.min(sent),
         reconnections,
         gave_up,
+    }
+}
+
+/// Where a device publishes a message on `topic`.
+#[derive(Clone, Default)]
+pub enum Route {
+    /// To `topic`, through the broker.
+    #[default]
+    Topic,
+    /// Basic Ingest (`$aws/rules/<rule>/<topic>`): straight to that rule,
+    /// with no messaging charge in AWS.
+    Rule(String),
+    /// Basic Ingest to the rule that takes `topic` (as the template's rules
+    /// and device policy pair them); to `topic` itself when none does.
+    RuleFor(RuleForTopic),
+}
+
+/// The rule that takes a topic, if any.
+pub type RuleForTopic = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+impl Route {
+    pub fn topic(&self, topic: String) -> String {
+        let rule = match self {
+            Route::Topic => None,
+            Route::Rule(rule) => Some(rule.clone()),
+            Route::RuleFor(rule_for) => rule_for(&topic),
+        };
+        match rule {
+            Some(rule) => format!("$aws/rules/{rule}/{topic}"),
+            None => topic,
+        }
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Topic => f.write_str("Topic"),
+            Route::Rule(rule) => write!(f, "Rule({rule:?})"),
+            Route::RuleFor(_) => f.write_str("RuleFor(..)"),
+        }
     }
 }
 

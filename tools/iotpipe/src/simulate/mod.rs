@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::device_files::{read_devices, DeviceFilesError};
 use connection::{mqtt_options, Broker, TlsFiles};
-use device::{run_device, switch_latency, BatchForm, Counters, DeviceOutcome, Plan};
+use device::{run_device, switch_latency, BatchForm, Counters, DeviceOutcome, Plan, Route};
 use fleet::{FleetKind, FLEET_NAMES};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +102,16 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value_t = BatchForm::Object)]
     batch_form: BatchForm,
     /// Basic Ingest: publish to `$aws/rules/<RULE>/<topic>`, straight to
-    /// that topic rule (AWS charges no messaging for it; the device policy
-    /// must allow those topics).
-    #[arg(long, value_name = "RULE")]
+    /// that topic rule (AWS charges no messaging for it; the stack's device
+    /// policy allows it with IngestPath=basic-ingest). Without RULE, each
+    /// message goes to the template's rule for its topic
+    /// (`<rule-name-prefix>_telemetry`, `_status`, `_text`).
+    #[arg(long, value_name = "RULE", num_args = 0..=1, default_missing_value = "")]
     basic_ingest: Option<String>,
+    /// The stack's RuleNamePrefix, for --basic-ingest without a rule
+    /// (default: the template's, `iotpipe`).
+    #[arg(long, requires = "basic_ingest")]
+    rule_name_prefix: Option<String>,
 }
 
 /// Messages per device: `--messages`, or `--duration` seconds at `--rate`,
@@ -172,12 +178,16 @@ struct FleetRun {
 impl FleetRun {
     fn from_args(args: SimulateArgs) -> Result<FleetRun, SimulateError> {
         let fleet = FleetKind::parse(&args.fleet)?;
-        if let Some(rule) = &args.basic_ingest {
-            let valid =
-                !rule.is_empty() && rule.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let rule_names = [args.basic_ingest.as_ref(), args.rule_name_prefix.as_ref()];
+        for rule in rule_names
+            .into_iter()
+            .flatten()
+            .filter(|rule| !rule.is_empty())
+        {
+            let valid = rule.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 return Err(SimulateError::Options(format!(
-                    "--basic-ingest {rule:?}: a topic rule's name is letters, digits and '_'"
+                    "--basic-ingest {rule:?}: a topic rule's name (and prefix) is letters, digits and '_'"
                 )));
             }
         }
@@ -282,6 +292,27 @@ impl FleetRun {
             .topic_prefix
             .or(provisioned_prefix)
             .unwrap_or_else(|| "devices".to_owned());
+        let route = match args.basic_ingest.as_deref() {
+            None => Route::Topic,
+            Some("") => {
+                let mut parameters = vec![
+                    ("TopicPrefix".to_owned(), prefix.clone()),
+                    ("IngestPath".to_owned(), "basic-ingest".to_owned()),
+                ];
+                if let Some(rule_prefix) = &args.rule_name_prefix {
+                    parameters.push(("RuleNamePrefix".to_owned(), rule_prefix.clone()));
+                }
+                let wiring = crate::rules::template::load(
+                    crate::provision::policy::TEMPLATE,
+                    &parameters,
+                )
+                .map_err(|error| SimulateError::Options(format!("--basic-ingest: {error}")))?;
+                Route::RuleFor(Arc::new(move |topic: &str| {
+                    wiring.basic_ingest_rule(topic).map(str::to_owned)
+                }))
+            }
+            Some(rule) => Route::Rule(rule.to_owned()),
+        };
         Ok(FleetRun {
             fleet,
             devices,
@@ -299,10 +330,7 @@ impl FleetRun {
                 linger: None,
                 batch: args.batch as usize,
                 batch_form: args.batch_form,
-                topic_prefix: args
-                    .basic_ingest
-                    .as_ref()
-                    .map(|rule| format!("$aws/rules/{rule}/")),
+                route,
             },
         })
     }
