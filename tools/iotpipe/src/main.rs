@@ -15,7 +15,6 @@ mod cost;
 mod device_files;
 mod provision;
 mod replay;
-mod rules;
 mod run;
 mod simulate;
 

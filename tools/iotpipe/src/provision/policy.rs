@@ -10,9 +10,7 @@ use iotpipe::cloudformation;
 use serde_json::{Map, Value};
 use serde_yaml::Value as Yaml;
 
-/// The template compiled in, so an installed `iotpipe` provisions the same
-/// policy the stack deploys; `--template` reads another.
-pub const TEMPLATE: &str = include_str!("../../../../infra/template.yaml");
+pub use iotpipe::TEMPLATE;
 
 /// What `!Sub` may name in the device policy: the account's pseudo
 /// parameters and the stack's parameter values.

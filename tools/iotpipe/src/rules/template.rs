@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_yaml::Value as Yaml;
 
 use super::sql::{parse_expression, parse_rule, Expr, RuleQuery};
-use iotpipe::cloudformation;
+use crate::cloudformation;
 
 /// A topic rule, ready to evaluate.
 #[derive(Debug, Clone)]
@@ -403,7 +403,7 @@ fn substitute(text: &str, parameters: &BTreeMap<String, String>) -> Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::policy::TEMPLATE;
+    use crate::TEMPLATE;
 
     #[test]
     fn every_rule_of_the_template_loads_with_its_actions_and_consumers() {

@@ -33,7 +33,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::watch;
 
-use crate::rules::template;
 use crate::simulate::connection::{mqtt_options, Broker};
 use crate::simulate::device::{run_device, switch_latency, BatchForm, Counters, Plan, Route};
 use crate::simulate::fleet::FleetKind;
@@ -41,6 +40,7 @@ use crate::simulate::Reporter;
 use chart::Series;
 use delivery::{Delivery, Router};
 use iot_data::IotData;
+use iotpipe::rules::template;
 use lambda::LocalFunction;
 use ledger::{message_of, Ledger};
 
@@ -167,7 +167,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         Some(path) => {
             std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?
         }
-        None => crate::provision::policy::TEMPLATE.to_owned(),
+        None => iotpipe::TEMPLATE.to_owned(),
     };
     let template_name = args
         .template

@@ -302,11 +302,8 @@ impl FleetRun {
                 if let Some(rule_prefix) = &args.rule_name_prefix {
                     parameters.push(("RuleNamePrefix".to_owned(), rule_prefix.clone()));
                 }
-                let wiring = crate::rules::template::load(
-                    crate::provision::policy::TEMPLATE,
-                    &parameters,
-                )
-                .map_err(|error| SimulateError::Options(format!("--basic-ingest: {error}")))?;
+                let wiring = iotpipe::rules::template::load(iotpipe::TEMPLATE, &parameters)
+                    .map_err(|error| SimulateError::Options(format!("--basic-ingest: {error}")))?;
                 Route::RuleFor(Arc::new(move |topic: &str| {
                     wiring.basic_ingest_rule(topic).map(str::to_owned)
                 }))
