@@ -17,6 +17,7 @@
 //! | [`warehouse`] | payload -> rows: table declarations, row building, the table-writer trait |
 //! | [`invocation`] | the skeleton every function runs (read, refuse, decode, its step, answer) and the steps |
 //! | [`config`] | settings from the environment and the pipeline file, read once per cold start |
+//! | `fuzzing` | the checks the fuzz targets (`fuzz/`) and their saved inputs run (hidden) |
 //!
 //! A new trigger is one file in `envelope/`, a new backend one file in
 //! `sink/` (or a table writer in a function crate), a new device shape a
@@ -44,6 +45,9 @@ pub mod invocation;
 
 pub mod config;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// The module map above, checked: imports point one way only.
 #[cfg(test)]
 mod tests {
@@ -51,7 +55,7 @@ mod tests {
     use std::path::Path;
 
     /// Top-level modules, lowest first: each may use only those before it.
-    const LAYERS: [&str; 11] = [
+    const LAYERS: [&str; 12] = [
         "json",
         "envelope",
         "payload",
@@ -63,6 +67,7 @@ mod tests {
         "warehouse",
         "invocation",
         "config",
+        "fuzzing",
     ];
 
     /// Every source file's module path (`payload::mapping`) and its code,

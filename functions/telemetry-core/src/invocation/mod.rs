@@ -15,7 +15,7 @@
 
 pub mod commands;
 #[cfg(test)]
-mod hostile;
+pub(crate) mod hostile;
 pub mod metrics;
 pub mod warehouse;
 pub mod windows;

@@ -24,15 +24,16 @@ pub enum Field<'a> {
 }
 
 impl<'a> Field<'a> {
-    fn from_raw(raw: &'a RawValue) -> Field<'a> {
+    /// A value serde_json kept raw. Its strings' escapes are decoded here,
+    /// and one that does not decode (a lone surrogate) is an error, never
+    /// an empty string.
+    fn from_raw(raw: &'a RawValue) -> Result<Field<'a>, serde_json::Error> {
         let text = raw.get();
-        match text.as_bytes().first() {
+        Ok(match text.as_bytes().first() {
             Some(b'"') => {
                 let inner = &text[1..text.len() - 1];
                 if inner.contains('\\') {
-                    Field::Text(Cow::Owned(
-                        serde_json::from_str::<String>(text).unwrap_or_default(),
-                    ))
+                    Field::Text(Cow::Owned(serde_json::from_str::<String>(text)?))
                 } else {
                     Field::Text(Cow::Borrowed(inner))
                 }
@@ -40,9 +41,12 @@ impl<'a> Field<'a> {
             Some(b't') => Field::Bool(true),
             Some(b'f') => Field::Bool(false),
             Some(b'n') => Field::Null,
-            Some(b'{') | Some(b'[') => Field::Nested(text),
+            Some(b'{') | Some(b'[') => {
+                check_nested_escapes(text)?;
+                Field::Nested(text)
+            }
             _ => Field::from_number_text(text),
-        }
+        })
     }
 
     /// A JSON number's text: exact if it is an integer that fits i64.
@@ -174,7 +178,7 @@ impl<'a> ObjectFields<'a> {
         serde_json::from_slice(json)
     }
 
-    fn scan(text: &'a str) -> Scan<Self> {
+    pub(crate) fn scan(text: &'a str) -> Scan<Self> {
         Self::read(Scanner::new(text))
     }
 
@@ -193,18 +197,56 @@ impl<'a> ObjectFields<'a> {
         while let Some(key) = reader.next_key(&mut first)? {
             let field = match reader.peek().ok_or(Unusual)? {
                 b'"' => Field::Text(reader.string_value()?),
-                b'{' | b'[' => Field::Nested(reader.nested_value()?),
+                b'{' | b'[' => {
+                    let nested = reader.nested_value()?;
+                    check_nested_escapes(nested).map_err(|_| Unusual)?;
+                    Field::Nested(nested)
+                }
                 b't' | b'f' | b'n' => match reader.literal()? {
                     "true" => Field::Bool(true),
                     "false" => Field::Bool(false),
                     _ => Field::Null,
                 },
-                _ => Field::from_number_text(reader.number()?),
+                _ => match Field::from_number_text(reader.number()?) {
+                    // `1e400`: serde_json refuses it as out of range, and
+                    // says so; the scanner must not read it as infinity.
+                    Field::Number(number) if !number.is_finite() => return Err(Unusual),
+                    field => field,
+                },
             };
             fields.push((key, field));
         }
         reader.finish()?;
-        Ok(ObjectFields::new(fields))
+        let fields = ObjectFields::new(fields);
+        if fields.repeated_key().is_some() {
+            return Err(Unusual); // serde's path refuses it, naming the key
+        }
+        Ok(fields)
+    }
+
+    /// A key the object holds twice, if any. Such an object is refused:
+    /// which of the two values the device meant cannot be known (serde_json
+    /// keeps the last, this reader would have read the first). Distinct
+    /// signature bits prove the keys distinct at once; otherwise pairwise
+    /// for a device's few keys, sorted beyond that, never quadratic.
+    pub fn repeated_key(&self) -> Option<&str> {
+        let fields = &self.fields;
+        if self.signature.0.count_ones() as usize == fields.len() {
+            return None;
+        }
+        if fields.len() <= 16 {
+            return fields.iter().enumerate().find_map(|(index, (key, _))| {
+                fields[..index]
+                    .iter()
+                    .any(|(earlier, _)| earlier == key)
+                    .then_some(key.as_ref())
+            });
+        }
+        let mut keys: Vec<&str> = fields.iter().map(|(key, _)| key.as_ref()).collect();
+        keys.sort_unstable();
+        keys.windows(2)
+            .find(|pair| pair[0] == pair[1])
+            .map(|pair| pair[0])
     }
 
     /// The field under `key`, if any.
@@ -241,6 +283,23 @@ impl<'a> ObjectFields<'a> {
     }
 }
 
+/// A nested value is kept raw, but must still be JSON as serde_json reads
+/// it: skipping a value checks neither a `\u` escape's surrogate pairing
+/// nor an exponent's range, so a value that holds either is parsed once
+/// (a lone surrogate or `1e400` is refused, as serde_json's full parse
+/// refuses it).
+fn check_nested_escapes(raw: &str) -> Result<(), serde_json::Error> {
+    let bytes = raw.as_bytes();
+    let suspicious = bytes.windows(2).any(|pair| {
+        matches!(pair, [b'\\', b'u'])
+            || (pair[0].is_ascii_digit() && matches!(pair[1], b'e' | b'E'))
+    });
+    if suspicious {
+        serde_json::from_str::<serde_json::Value>(raw)?;
+    }
+    Ok(())
+}
+
 fn unescape_pointer_token(token: &str) -> Cow<'_, str> {
     if token.contains('~') {
         Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
@@ -273,9 +332,25 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for ObjectFields<'a> {
                 let mut fields = Vec::with_capacity(8);
                 while let Some(key) = map.next_key::<Text<'de>>()? {
                     let raw: &'de RawValue = map.next_value()?;
-                    fields.push((key.0, Field::from_raw(raw)));
+                    let field = Field::from_raw(raw).map_err(|error| {
+                        de::Error::custom(format!("field `{}`: {error}", key.0))
+                    })?;
+                    if matches!(field, Field::Number(number) if !number.is_finite()) {
+                        return Err(de::Error::custom(format!(
+                            "field `{}` = {} is out of range for a 64-bit number",
+                            key.0,
+                            raw.get()
+                        )));
+                    }
+                    fields.push((key.0, field));
                 }
-                Ok(ObjectFields::new(fields))
+                let fields = ObjectFields::new(fields);
+                if let Some(key) = fields.repeated_key() {
+                    return Err(de::Error::custom(format!(
+                        "field `{key}` appears twice in one object"
+                    )));
+                }
+                Ok(fields)
             }
         }
         deserializer
@@ -299,6 +374,48 @@ pub fn guess_delimiter(text: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key given twice, or a number beyond f64, is refused by name on
+    /// both paths (the scanner's and serde's), never read one way here and
+    /// another way elsewhere; the check stays fast for wide objects.
+    #[test]
+    fn repeated_keys_and_out_of_range_numbers_are_refused_by_name() {
+        for (json, expected) in [
+            (
+                r#"{"temperature": 1, "temperature": 2}"#.to_owned(),
+                "field `temperature` appears twice",
+            ),
+            (
+                r#"{"t": 1, "x": {"a": 1}, "t": 2}"#.to_owned(),
+                "field `t` appears twice",
+            ),
+            (
+                r#"{"temperature": 1e400}"#.to_owned(),
+                "field `temperature` = 1e400 is out of range",
+            ),
+            (
+                r#"{"temperature": -1e999}"#.to_owned(),
+                "= -1e999 is out of range",
+            ),
+        ] {
+            let error = ObjectFields::from_json(json.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{json}: {error}");
+        }
+        let wide: Vec<String> = (0..5000)
+            .map(|index| format!("\"k{index}\": {index}"))
+            .collect();
+        let wide = format!("{{{}}}", wide.join(","));
+        let fields = ObjectFields::from_json(wide.as_bytes()).unwrap();
+        assert_eq!(fields.entries().len(), 5000);
+        assert_eq!(fields.repeated_key(), None);
+        let repeated = wide.replace("\"k4999\"", "\"k17\"");
+        let error = ObjectFields::from_json(repeated.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("field `k17` appears twice"), "{error}");
+    }
 
     /// An object read in place from its escaped form (an SQS body as its
     /// event carries it) has the fields it has once unescaped; what the
