@@ -28,7 +28,7 @@ RUN_MESSAGES ?= 40
 RUN_RATE     ?= 4
 RUN_WINDOW   ?= 5
 
-.PHONY: help setup servers postgres build run replay query cost bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean
+.PHONY: help setup servers postgres build run replay query cost bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean fuzz
 
 help:
 	@echo "make run             iotpipe run: devices -> embedded broker -> the template's rules -> the functions -> commands; report in ./run/"
@@ -39,6 +39,7 @@ help:
 	@echo "make bench           benchmarks next to a Python/Powertools baseline -> BENCHMARKS.md"
 	@echo "make bench-part PART=commands|envelope_libraries|windows|local_pipeline   one part again, the rest as the last run left it"
 	@echo "make cost            SCALE.md: monthly cost per design for 1,000 / 100,000 / 1,000,000 devices"
+	@echo "make fuzz            cargo fuzz (nightly): FUZZ_RUNS executions of every target (default 10 million), stats in fuzz/logs/"
 	@echo "make lint            rustfmt, clippy -D warnings, cfn-lint and checkov on infra/template.yaml"
 	@echo "make deploy          sam build + sam deploy --guided (needs AWS credentials)"
 	@echo "make destroy         delete the stack (STACK_NAME=$(STACK_NAME))"
@@ -188,6 +189,28 @@ events:
 lint: fmt clippy lint-infra
 
 # Any skipped check is listed in the template with its reason.
+# Fuzzing (nightly + cargo-fuzz, installed here when missing): each target
+# FUZZ_RUNS times from its saved corpus; new inputs go to a scratch corpus,
+# crashers to fuzz/artifacts/ (copy them to fuzz/regressions/<target>/ once
+# fixed: `cargo test` checks them again). FUZZ_SANITIZER=address for ASan
+# (about 4x slower). RELIABILITY.md records the last campaign.
+FUZZ_TARGETS   ?= json_object event payload pipeline_file window_state rule_sql
+FUZZ_RUNS      ?= 10000000
+FUZZ_SANITIZER ?= none
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	cd fuzz && cargo +nightly fuzz build -s $(FUZZ_SANITIZER)
+	@mkdir -p fuzz/logs
+	@cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  mkdir -p /tmp/iotpipe-fuzz/$$target regressions/$$target; \
+	  echo "fuzz $$target: $(FUZZ_RUNS) runs"; \
+	  cargo +nightly fuzz run -s $(FUZZ_SANITIZER) $$target /tmp/iotpipe-fuzz/$$target corpus/$$target regressions/$$target -- \
+	    -runs=$(FUZZ_RUNS) -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 > logs/$$target.log 2>&1 \
+	    || { tail -40 logs/$$target.log; exit 1; }; \
+	  grep -E 'stat::(number_of_executed_units|average_exec_per_sec|slowest_unit_time_sec|peak_rss_mb)' logs/$$target.log; \
+	done
+
 # Each combination of IngestPath, Transport and StreamShards is checked as
 # it deploys (tools/template_variants.py writes it with those defaults).
 lint-infra: $(STAMP_LINT)

@@ -41,8 +41,8 @@ fn expected_policy() -> serde_json::Value {
         &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
     )
     .unwrap();
-    let defaults = iotpipe::cloudformation::parameters(&template, &[]).unwrap();
-    let template = iotpipe::cloudformation::resolve(&template, &defaults).unwrap();
+    let defaults = iot_rules::cloudformation::parameters(&template, &[]).unwrap();
+    let template = iot_rules::cloudformation::resolve(&template, &defaults).unwrap();
     let document = &template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"];
     let mut yaml = serde_yaml::to_string(document).unwrap();
     for (from, to) in [

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use e2e_tests::repo_root;
-use iotpipe::cloudformation;
+use iot_rules::cloudformation;
 use serde_yaml::Value;
 
 fn template() -> Value {

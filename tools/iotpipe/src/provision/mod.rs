@@ -72,7 +72,7 @@ pub struct ProvisionArgs {
     /// A parameter of the stack the devices join, NAME=VALUE (repeatable):
     /// IngestPath=basic-ingest and RuleNamePrefix change the topics the
     /// device policy allows.
-    #[arg(long = "parameter", value_parser = iotpipe::cloudformation::parse_parameter)]
+    #[arg(long = "parameter", value_parser = iot_rules::cloudformation::parse_parameter)]
     parameters: Vec<(String, String)>,
     /// Thing attributes, key=value (repeatable); `fleet` is always set.
     #[arg(long = "attribute", value_parser = parse_attribute)]

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use iotpipe::cloudformation;
+use iot_rules::cloudformation;
 use serde_json::{Map, Value};
 use serde_yaml::Value as Yaml;
 
-pub use iotpipe::TEMPLATE;
+pub use iot_rules::TEMPLATE;
 
 /// What `!Sub` may name in the device policy: the account's pseudo
 /// parameters and the stack's parameter values.

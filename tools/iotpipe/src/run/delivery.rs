@@ -27,8 +27,8 @@ use tokio::time::Instant;
 
 use super::lambda::LocalFunction;
 use super::ledger::{delivery_id, sequence_number, Ledger};
-use iotpipe::rules::sql::{evaluate, Message};
-use iotpipe::rules::template::{Action, EventSource, KeyPart, Wiring};
+use iot_rules::sql::{evaluate, Message};
+use iot_rules::template::{Action, EventSource, KeyPart, Wiring};
 
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
@@ -161,7 +161,7 @@ impl Router {
             json,
         };
         let mut routed = false;
-        let named = |rule: &&iotpipe::rules::template::TopicRule| {
+        let named = |rule: &&iot_rules::template::TopicRule| {
             only_rule
                 .is_none_or(|name| rule.name == name || rule.rule_name.as_deref() == Some(name))
         };

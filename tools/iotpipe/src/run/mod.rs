@@ -40,7 +40,7 @@ use crate::simulate::Reporter;
 use chart::Series;
 use delivery::{Delivery, Router};
 use iot_data::IotData;
-use iotpipe::rules::template;
+use iot_rules::template;
 use lambda::LocalFunction;
 use ledger::{message_of, Ledger};
 
@@ -108,7 +108,7 @@ pub struct RunArgs {
     /// stream), IngestPath=basic-ingest (devices publish to
     /// `$aws/rules/<rule>/...`; needs --broker, since the embedded broker
     /// takes no `$` subscriptions).
-    #[arg(long = "parameter", value_parser = iotpipe::cloudformation::parse_parameter)]
+    #[arg(long = "parameter", value_parser = iot_rules::cloudformation::parse_parameter)]
     parameters: Vec<(String, String)>,
 }
 
@@ -167,7 +167,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         Some(path) => {
             std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?
         }
-        None => iotpipe::TEMPLATE.to_owned(),
+        None => iot_rules::TEMPLATE.to_owned(),
     };
     let template_name = args
         .template

@@ -302,7 +302,7 @@ impl FleetRun {
                 if let Some(rule_prefix) = &args.rule_name_prefix {
                     parameters.push(("RuleNamePrefix".to_owned(), rule_prefix.clone()));
                 }
-                let wiring = iotpipe::rules::template::load(iotpipe::TEMPLATE, &parameters)
+                let wiring = iot_rules::template::load(iot_rules::TEMPLATE, &parameters)
                     .map_err(|error| SimulateError::Options(format!("--basic-ingest: {error}")))?;
                 Route::RuleFor(Arc::new(move |topic: &str| {
                     wiring.basic_ingest_rule(topic).map(str::to_owned)
