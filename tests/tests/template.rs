@@ -590,3 +590,173 @@ fn cargo_lambda_deploy_settings_agree_with_the_template() {
     }
     assert!(checked >= 2, "every function was checked");
 }
+
+/// The AWS SDK calls `telemetry-aws` makes, by module (= cargo feature), and
+/// the IAM action each needs.
+const SDK_ACTIONS: [(&str, &str, &str); 6] = [
+    ("cloudwatch", "put_metric_data", "cloudwatch:PutMetricData"),
+    ("s3", "put_object", "s3:PutObject"),
+    ("firehose", "put_record_batch", "firehose:PutRecordBatch"),
+    ("iotdata", "publish", "iot:Publish"),
+    ("iotdata", "get_thing_shadow", "iot:GetThingShadow"),
+    ("iotdata", "update_thing_shadow", "iot:UpdateThingShadow"),
+];
+
+/// Every SDK operation called in `telemetry-aws/src/<module>.rs`: the
+/// first method after a `client` (the SDK's fluent builders).
+fn sdk_calls(module: &str) -> Vec<String> {
+    let path = repo_root().join(format!("functions/telemetry-aws/src/{module}.rs"));
+    let source = std::fs::read_to_string(path).unwrap();
+    let mut calls = Vec::new();
+    let mut rest = source.as_str();
+    while let Some(at) = rest.find("client") {
+        rest = &rest[at + "client".len()..];
+        let after = rest.trim_start();
+        if let Some(call) = after.strip_prefix('.') {
+            let name: String = call
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if call[name.len()..].starts_with("()") && !name.is_empty() {
+                calls.push(name);
+            }
+        }
+    }
+    calls
+}
+
+/// Functions hold only the permissions their code calls: each inline IAM
+/// statement's action is an SDK call the function's crate makes (through
+/// the telemetry-aws features it enables), each call the template's
+/// settings select is granted, and the SAM policy templates are only the
+/// ones Lambda itself needs (reading the stream a mapping names, sending to
+/// a failure destination the function has).
+#[test]
+fn functions_hold_only_the_permissions_their_code_calls() {
+    // The table knows every call telemetry-aws makes.
+    for module in ["cloudwatch", "s3", "firehose", "iotdata"] {
+        for call in sdk_calls(module) {
+            assert!(
+                SDK_ACTIONS
+                    .iter()
+                    .any(|(m, op, _)| *m == module && *op == call),
+                "telemetry-aws {module}.rs calls {call}: add its IAM action to SDK_ACTIONS"
+            );
+        }
+    }
+    assert!(sdk_calls("iotdata").contains(&"update_thing_shadow".to_owned()));
+    for (template, parameters) in variants() {
+        let ingest_transport = format!("{} {}", parameters["IngestPath"], parameters["Transport"]);
+        let mappings = resources(&template, "AWS::Lambda::EventSourceMapping");
+        let invoke_configs = resources(&template, "AWS::Lambda::EventInvokeConfig");
+        for (name, function) in resources(&template, "AWS::Serverless::Function") {
+            let properties = &function["Properties"];
+            let code_uri = properties["CodeUri"].as_str().unwrap();
+            let manifest: toml::Value = toml::from_str(
+                &std::fs::read_to_string(
+                    repo_root().join("infra").join(code_uri).join("Cargo.toml"),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            let features: Vec<String> = manifest["dependencies"]["telemetry-aws"]["features"]
+                .as_array()
+                .map(|features| {
+                    features
+                        .iter()
+                        .map(|f| f.as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let callable: Vec<&str> = SDK_ACTIONS
+                .iter()
+                .filter(|(module, _, _)| features.iter().any(|f| f == module))
+                .map(|(_, _, action)| *action)
+                .collect();
+
+            let mut granted = Vec::new();
+            let mut policy_templates = Vec::new();
+            for policy in properties["Policies"].as_sequence().unwrap() {
+                let (kind, body) = policy.as_mapping().unwrap().iter().next().unwrap();
+                let kind = kind.as_str().unwrap();
+                if kind != "Statement" {
+                    policy_templates.push(kind.to_owned());
+                    continue;
+                }
+                for statement in body.as_sequence().unwrap() {
+                    match &statement["Action"] {
+                        Value::Sequence(actions) => {
+                            granted.extend(actions.iter().map(|a| a.as_str().unwrap().to_owned()))
+                        }
+                        action => granted.push(action.as_str().unwrap().to_owned()),
+                    }
+                }
+            }
+            for action in &granted {
+                assert!(
+                    callable.contains(&action.as_str()),
+                    "{name} ({ingest_transport}) is granted {action}, which its code never calls (it calls {callable:?})"
+                );
+            }
+            // What the template's settings make the code call.
+            let environment = &properties["Environment"]["Variables"];
+            let mut needed = Vec::new();
+            for variable in ["WAREHOUSE_URL", "DEAD_LETTER_URL"] {
+                if substituted(&environment[variable], &parameters).starts_with("s3://") {
+                    needed.push("s3:PutObject");
+                }
+            }
+            let sink = substituted(&environment["METRICS_SINK"], &parameters);
+            if sink == "cloudwatch" || text(&environment["METRICS_SINK"]) == "MetricsSink" {
+                needed.push("cloudwatch:PutMetricData");
+            }
+            if !environment["PIPELINE_CONFIG_TOML"].is_null() {
+                needed.push("iot:Publish");
+            }
+            if !environment["COMMAND_MEMORY_SHADOW"].is_null() {
+                needed.extend(["iot:GetThingShadow", "iot:UpdateThingShadow"]);
+            }
+            for action in needed {
+                assert!(
+                    granted.iter().any(|granted| granted == action),
+                    "{name} ({ingest_transport}) needs {action} and is not granted it"
+                );
+            }
+            // Policy templates only for what Lambda does on the function's behalf.
+            let reads_stream = mappings.values().any(|mapping| {
+                text(&mapping["Properties"]["FunctionName"]) == name
+                    && text(&mapping["Properties"]["EventSourceArn"]).starts_with("TelemetryStream")
+            });
+            let has_failure_destination = invoke_configs
+                .values()
+                .any(|config| text(&config["Properties"]["FunctionName"]) == name)
+                || mappings.values().any(|mapping| {
+                    text(&mapping["Properties"]["FunctionName"]) == name
+                        && !mapping["Properties"]["DestinationConfig"].is_null()
+                })
+                || properties["Events"]
+                    .as_mapping()
+                    .into_iter()
+                    .flatten()
+                    .any(|(_, event)| !event["Properties"]["DestinationConfig"].is_null());
+            for kind in &policy_templates {
+                let justified = match kind.as_str() {
+                    "KinesisStreamReadPolicy" => reads_stream,
+                    "SQSSendMessagePolicy" => has_failure_destination,
+                    _ => false,
+                };
+                assert!(
+                    justified,
+                    "{name} ({ingest_transport}): policy template {kind} without the mapping or destination that needs it"
+                );
+            }
+            assert_eq!(
+                policy_templates
+                    .iter()
+                    .any(|kind| kind == "KinesisStreamReadPolicy"),
+                reads_stream,
+                "{name} ({ingest_transport}): reads the stream through a mapping iff granted to"
+            );
+        }
+    }
+}
