@@ -167,6 +167,25 @@ impl PostgresServer {
         }
     }
 
+    /// Adds a login role that must give `password` over TCP (SCRAM), and
+    /// the URL it connects with; the server's own `postgres` role stays
+    /// trusted for the tests' psql.
+    pub fn with_password_role(&self, role: &str, password: &str) -> String {
+        self.psql(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{password}'; GRANT ALL ON SCHEMA public TO {role}"
+        ));
+        std::fs::write(
+            self.data.join("cluster/pg_hba.conf"),
+            "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        self.psql("SELECT pg_reload_conf()");
+        format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
     /// Runs SQL with psql and returns its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
         let output = Command::new(self.bin.join("psql"))
