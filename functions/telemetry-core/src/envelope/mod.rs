@@ -139,6 +139,20 @@ impl<'a> Payload<'a> {
         }
     }
 
+    /// The payload's length as it sits in the event: exact for bytes, an
+    /// upper bound (escapes count twice) for an escaped body. Enough for a
+    /// size limit without unescaping.
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Bytes(bytes) => bytes.len(),
+            Payload::Escaped(text) => text.0.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn into_owned(self) -> Payload<'static> {
         match self {
             Payload::Bytes(bytes) => Payload::Bytes(Cow::Owned(bytes.into_owned())),

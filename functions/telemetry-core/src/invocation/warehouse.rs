@@ -78,6 +78,22 @@ impl Step for WarehouseStep<'_> {
                         };
                         return Err(Rejection::new(error.to_string()));
                     }
+                    // A device id or metric name is an identifier: a control
+                    // character (NUL, BEL, ...) in one is a device's bug,
+                    // and no backend should be asked to store it.
+                    let identifiers = work.decoded.iter().flat_map(|reading| {
+                        [("device", &reading.device), ("metric", &reading.metric)]
+                    });
+                    for (field, name) in identifiers {
+                        if name.chars().any(char::is_control) {
+                            let error = DecodeError::Invalid {
+                                field: field.into(),
+                                value: format!("{name:?}"),
+                                why: "contains a control character".into(),
+                            };
+                            return Err(Rejection::new(error.to_string()));
+                        }
+                    }
                 }
                 // Not telemetry, but some table took it: that is enough.
                 Err(_) if !tables.is_empty() => work.decoded.clear(),

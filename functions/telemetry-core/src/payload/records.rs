@@ -19,6 +19,12 @@ use crate::payload::topic::topic_segment;
 /// (`topic() AS topic, clientid() AS client_id, timestamp() AS received_at`).
 pub(crate) const RULE_FIELDS: [&str; 4] = ["topic", "client_id", "clientid", "received_at"];
 
+/// The largest device payload decoded: 1 MiB, above every transport's own
+/// limit (IoT Core 128 KB, SQS and EventBridge 1 MiB, Kinesis records 1 MiB),
+/// so only a message that could not have come from a device (or a test) is
+/// refused for its size. Its bytes are kept in the dead letter.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
 /// Why a payload could not be turned into readings: always names the field
 /// and the value at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -53,6 +59,8 @@ pub enum DecodeError {
     /// dead-lettered like any other, so a device's empty batch leaves a trace.
     #[error("payload holds no reading: {value}")]
     NoReadings { value: String },
+    #[error("payload is {bytes} bytes, above the {limit}-byte limit for one message")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 /// Per-message facts the decoder may read besides the payload.
@@ -93,6 +101,18 @@ impl<'a> Context<'a> {
             }
         }
     }
+}
+
+/// Refuses a payload above [`MAX_PAYLOAD_BYTES`].
+pub(crate) fn check_size(message: &RawMessage<'_>) -> Result<(), DecodeError> {
+    let bytes = message.payload.len();
+    if bytes > MAX_PAYLOAD_BYTES {
+        return Err(DecodeError::TooLarge {
+            bytes,
+            limit: MAX_PAYLOAD_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// The payload as a flat object read where it sits, when it is an SQS body
@@ -257,6 +277,7 @@ pub fn for_each_record(
     visit: &mut dyn FnMut(&PayloadRecord<'_, '_>) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
     let context = Context::of(message, now_ms, 0);
+    check_size(message)?;
     match object_in_place(&message.payload) {
         Some(fields) => records_of_object(&fields, format, &context, visit, true),
         None => records_of(&message.payload.bytes(), format, &context, visit, true),

@@ -14,8 +14,8 @@ use crate::payload::mapping::{
     UnitSource,
 };
 use crate::payload::records::{
-    array_items, base64_wrapped, batched_records, object_context, object_in_place, object_item,
-    resolve, Context, DecodeError, View, RULE_FIELDS,
+    array_items, base64_wrapped, batched_records, check_size, object_context, object_in_place,
+    object_item, resolve, Context, DecodeError, View, RULE_FIELDS,
 };
 use crate::payload::timestamp::TimestampFormat;
 use crate::payload::topic::device_from_topic;
@@ -90,6 +90,7 @@ fn decode_message_in(
     out: &mut Vec<Reading>,
 ) -> Result<usize, DecodeError> {
     let message = context.message;
+    check_size(message)?;
     let start = out.len();
     let in_place = if wants_text(mappings.select(context.topic.as_deref())) {
         None
