@@ -14,6 +14,8 @@
 //! - `duckdb`: [`duckdb_query`], an independent Parquet reader.
 //! - `capture`: [`CapturedDeadLetters`], and [`parse_emf`] reading EMF back
 //!   as [`EmittedMetric`]s.
+//! - [`faults`]: [`FaultyTcp`], a TCP proxy that refuses, delays or cuts
+//!   connections by script (in front of PostgreSQL).
 //! - [`runtime`]: a local Lambda Runtime API to run a function binary.
 //! - `events`: [`sqs_event`], an SQS batch written inline.
 //! - `mosquitto`: [`MosquittoServer`], a throwaway MQTT broker, and
@@ -28,6 +30,7 @@ mod capture;
 mod certificates;
 mod duckdb;
 mod events;
+pub mod faults;
 mod gate;
 mod http;
 mod mariadb;
@@ -45,6 +48,7 @@ pub use capture::{parse_emf, CapturedDeadLetters, EmittedMetric};
 pub use certificates::{signing_request, TestCertificates};
 pub use duckdb::duckdb_query;
 pub use events::sqs_event;
+pub use faults::{FaultyTcp, TcpFault};
 pub use gate::TcpGate;
 pub use http::{http_request, http_request_with_headers};
 pub use mariadb::{MariadbServer, MARIADB_PASSWORD};
