@@ -55,7 +55,7 @@ pub use mariadb::{MariadbServer, MARIADB_PASSWORD};
 pub use mosquitto::{mosquitto_pub, MosquittoServer, Subscriber};
 pub use moto::{recorded_actions, recorded_requests, sdk_config, start_recording, MotoServer};
 pub use postgres::PostgresServer;
-pub use proxy::{Canned, ThrottlingProxy};
+pub use proxy::{Canned, Step, ThrottlingProxy};
 pub use samples::Sample;
 
 /// The repository root.

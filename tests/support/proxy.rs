@@ -1,5 +1,6 @@
-//! A scripted HTTP proxy in front of moto: canned responses (throttling,
-//! partial failures) for the first requests, the rest forwarded.
+//! A scripted HTTP proxy in front of moto: for the first requests, canned
+//! responses (throttling, 500s, 400s, partial failures) or faults (the
+//! connection reset, the answer cut short, a delay); the rest forwarded.
 
 use std::net::TcpListener;
 use std::sync::Mutex;
@@ -25,6 +26,39 @@ impl Canned {
     }
 }
 
+/// What the proxy does with one request.
+#[derive(Clone)]
+pub enum Step {
+    Respond(Canned),
+    /// The connection closes without an answer.
+    Reset,
+    /// The request is forwarded, and half of moto's answer is sent before
+    /// the connection closes.
+    Truncate,
+    /// The request is forwarded after this delay.
+    Delay(std::time::Duration),
+}
+
+impl Canned {
+    /// A service-side 500 (`InternalFailure`, query protocol).
+    pub fn internal_error() -> Canned {
+        Canned {
+            status: 500,
+            content_type: "text/xml",
+            body: "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure</Code><Message>We encountered an internal error</Message></Error><RequestId>failed</RequestId></ErrorResponse>".into(),
+        }
+    }
+
+    /// A 400 the request itself causes (`InvalidParameterValue`).
+    pub fn invalid_parameter() -> Canned {
+        Canned {
+            status: 400,
+            content_type: "text/xml",
+            body: "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>The value is not valid</Message></Error><RequestId>invalid</RequestId></ErrorResponse>".into(),
+        }
+    }
+}
+
 /// A loopback HTTP proxy in front of moto: answers the first requests with
 /// canned responses (the last one repeats if `repeat_last`), forwards the
 /// rest, and keeps every request body it saw.
@@ -42,6 +76,16 @@ impl ThrottlingProxy {
     }
 
     pub fn scripted(upstream: &str, script: Vec<Canned>, repeat_last: bool) -> ThrottlingProxy {
+        Self::steps(
+            upstream,
+            script.into_iter().map(Step::Respond).collect(),
+            repeat_last,
+        )
+    }
+
+    /// Plays `script` on the first requests (the last step repeats if
+    /// `repeat_last`), then forwards.
+    pub fn steps(upstream: &str, script: Vec<Step>, repeat_last: bool) -> ThrottlingProxy {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -68,7 +112,7 @@ impl ThrottlingProxy {
                             .or(if repeat_last { script.last() } else { None })
                             .cloned();
                         let response = match canned {
-                            Some(canned) => format!(
+                            Some(Step::Respond(canned)) => format!(
                                 "HTTP/1.1 {} Canned\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{}",
                                 canned.status,
                                 canned.content_type,
@@ -76,6 +120,16 @@ impl ThrottlingProxy {
                                 canned.body
                             )
                             .into_bytes(),
+                            Some(Step::Reset) => break,
+                            Some(Step::Truncate) => {
+                                let full = forward(&upstream, &head, &body);
+                                let _ = std::io::Write::write_all(&mut stream, &full[..full.len() / 2]);
+                                break;
+                            }
+                            Some(Step::Delay(delay)) => {
+                                std::thread::sleep(delay);
+                                forward(&upstream, &head, &body)
+                            }
                             None => forward(&upstream, &head, &body),
                         };
                         use std::io::Write;

@@ -243,3 +243,119 @@ async fn throttling_is_retried_and_persistent_failure_is_reported_per_record() {
         "transient failures are retried, not dead-lettered"
     );
 }
+
+/// Scripted HTTP faults between the sink and moto: 500s, a reset
+/// connection, an answer cut short and a slow answer are retried (the
+/// SDK's backoff, then `batchItemFailures` and redelivery) until every
+/// reading is stored; a 400 the request itself causes is permanent, so its
+/// records are dead-lettered, not retried forever. A cut answer may store a
+/// reading twice (CloudWatch is at-least-once), never zero times.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_faults_end_with_every_reading_stored_or_dead_lettered() {
+    use e2e_tests::{Canned, Step};
+    let moto = MotoServer::start();
+    let start = Utc::now().timestamp() - 120;
+    let now_ms = Utc::now().timestamp_millis();
+    let scripts: Vec<(&str, Vec<Step>, bool)> = vec![
+        (
+            "500 twice",
+            vec![Step::Respond(Canned::internal_error()); 2],
+            false,
+        ),
+        ("connection reset", vec![Step::Reset], false),
+        ("answer cut short", vec![Step::Truncate], false),
+        (
+            "a slow answer",
+            vec![Step::Delay(std::time::Duration::from_secs(2))],
+            false,
+        ),
+        (
+            "500 on every attempt, then healed",
+            vec![Step::Respond(Canned::internal_error()); 8],
+            false,
+        ),
+        (
+            "400 invalid parameter",
+            vec![Step::Respond(Canned::invalid_parameter())],
+            true,
+        ),
+    ];
+    for (index, (name, script, permanent)) in scripts.into_iter().enumerate() {
+        let namespace = format!("IoT/Fault{index}");
+        let proxy = ThrottlingProxy::steps(&moto.endpoint, script, false);
+        let sdk = sdk_config(&proxy.endpoint).await;
+        let sink = CloudWatchSink::new(&sdk, &namespace, 3);
+        let dead = CapturedDeadLetters::default();
+        let mut event = sqs_event(2, 3, start);
+        let mut deliveries = 0;
+        loop {
+            deliveries += 1;
+            assert!(deliveries <= 6, "{name}: still failing");
+            let (response, _) = InvocationSettings::default()
+                .process_metrics(
+                    &event,
+                    &format!("fault-{index}-{deliveries}"),
+                    now_ms,
+                    &sink,
+                    &dead,
+                )
+                .await
+                .unwrap();
+            let failed: Vec<String> = response.to_json()["batchItemFailures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| item["itemIdentifier"].as_str().unwrap().to_owned())
+                .collect();
+            if failed.is_empty() {
+                break;
+            }
+            // SQS redelivers exactly the reported records.
+            let mut redelivered: Value = serde_json::from_slice(&event).unwrap();
+            redelivered["Records"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|record| failed.iter().any(|id| record["messageId"] == id.as_str()));
+            event = serde_json::to_vec(&redelivered).unwrap();
+        }
+        let letters = dead.letters.lock().unwrap().len();
+        let mut stored = 0.0;
+        for device in ["temp-sensor-000", "temp-sensor-001"] {
+            let statistics = sink
+                .client()
+                .get_metric_statistics()
+                .namespace(&namespace)
+                .metric_name("temperature")
+                .dimensions(dimension(device))
+                .start_time(DateTime::from_secs(start - 60))
+                .end_time(DateTime::from_secs(start + 300))
+                .period(60)
+                .statistics(Statistic::SampleCount)
+                .send()
+                .await
+                .unwrap();
+            stored += statistics
+                .datapoints()
+                .iter()
+                .filter_map(|point| point.sample_count())
+                .sum::<f64>();
+        }
+        if permanent {
+            assert_eq!(
+                (letters, stored),
+                (6, 0.0),
+                "{name}: dead-lettered, not stored"
+            );
+        } else {
+            assert_eq!(letters, 0, "{name}: nothing dead-lettered");
+            assert!(stored >= 6.0, "{name}: {stored} of 6 readings stored");
+            if name != "answer cut short" {
+                assert_eq!(stored, 6.0, "{name}: each reading once");
+            }
+        }
+        assert!(
+            proxy.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2 || permanent,
+            "{name}: the fault was met"
+        );
+    }
+}
