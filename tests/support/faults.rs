@@ -109,17 +109,15 @@ fn serve(client: TcpStream, upstream: u16, fault: TcpFault, injected: Arc<Atomic
     // Client -> server, watching for the pattern.
     let (mut from, mut to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let mut buffer = [0u8; 16 * 1024];
-    let mut armed = pattern.is_some();
     loop {
         let read = match from.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(read) => read,
         };
         let chunk = &buffer[..read];
-        let hit = armed
-            && pattern.is_some_and(|pattern| chunk.windows(pattern.len()).any(|w| w == pattern));
+        // The connection ends at the first hit.
+        let hit = pattern.is_some_and(|pattern| chunk.windows(pattern.len()).any(|w| w == pattern));
         if hit {
-            armed = false;
             injected.fetch_add(1, Ordering::SeqCst);
             if let TcpFault::CutAfter(_) = fault {
                 dead.store(true, Ordering::SeqCst);
