@@ -28,7 +28,7 @@ RUN_MESSAGES ?= 40
 RUN_RATE     ?= 4
 RUN_WINDOW   ?= 5
 
-.PHONY: help setup servers postgres build run replay query cost bench bench-part test invoke-samples events lint lint-infra fmt clippy deploy destroy clean fuzz
+.PHONY: help setup servers postgres build run replay query cost bench bench-part test invoke-samples events lint lint-infra lint-deps audit fmt clippy deploy destroy clean fuzz
 
 help:
 	@echo "make run             iotpipe run: devices -> embedded broker -> the template's rules -> the functions -> commands; report in ./run/"
@@ -40,7 +40,8 @@ help:
 	@echo "make bench-part PART=commands|envelope_libraries|windows|local_pipeline   one part again, the rest as the last run left it"
 	@echo "make cost            SCALE.md: monthly cost per design for 1,000 / 100,000 / 1,000,000 devices"
 	@echo "make fuzz            cargo fuzz (nightly): FUZZ_RUNS executions of every target (default 10 million), stats in fuzz/logs/"
-	@echo "make lint            rustfmt, clippy -D warnings, cfn-lint and checkov on infra/template.yaml"
+	@echo "make lint            rustfmt, clippy -D warnings, cfn-lint and checkov on infra/template.yaml, cargo deny (licences, bans, sources)"
+	@echo "make audit           cargo deny's RustSec advisories (fetches the advisory database: needs GitHub)"
 	@echo "make deploy          sam build + sam deploy --guided (needs AWS credentials)"
 	@echo "make destroy         delete the stack (STACK_NAME=$(STACK_NAME))"
 	@echo "make events          regenerate events/ from tools/make_events.py and tools/make_window_events.py"
@@ -186,9 +187,21 @@ events:
 	$(PYTHON) tools/make_events.py
 	$(PYTHON) tools/make_window_events.py
 
-lint: fmt clippy lint-infra
+lint: fmt clippy lint-infra lint-deps
 
 # Any skipped check is listed in the template with its reason.
+# Dependencies: licences (deny.toml's allow list), bans and sources, with
+# cargo-deny (built once into ~/.cargo/bin, about 4 minutes). Offline: the
+# advisory check needs the RustSec database from GitHub, so it is `make
+# audit`, for a machine that reaches it.
+CARGO_DENY_VERSION := 0.20.2
+lint-deps:
+	@cargo deny --version 2>/dev/null | grep -q "$(CARGO_DENY_VERSION)" || cargo install --locked --quiet cargo-deny@$(CARGO_DENY_VERSION)
+	cargo deny --log-level error --offline check licenses bans sources
+
+audit: lint-deps
+	cargo deny check advisories
+
 # Fuzzing (nightly + cargo-fuzz, installed here when missing): each target
 # FUZZ_RUNS times from its saved corpus; new inputs go to a scratch corpus,
 # crashers to fuzz/artifacts/ (copy them to fuzz/regressions/<target>/ once
