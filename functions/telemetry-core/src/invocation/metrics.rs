@@ -187,6 +187,58 @@ mod tests {
         }
     }
 
+    /// A mapping that gives a reading 31 dimensions (30 declared, plus the
+    /// device): CloudWatch takes 30, so the reading is dead-lettered naming
+    /// the count and the limit, and a reading with 30 passes.
+    #[test]
+    fn a_reading_with_31_dimensions_is_dead_lettered_naming_the_limit() {
+        let settings = |count: usize| -> InvocationSettings {
+            let dimensions: String = (0..count)
+                .map(|index| format!("d{index} = \"const:v{index}\"\n"))
+                .collect();
+            let file = format!(
+                "[[mapping]]\nname = \"wide\"\ntopic = \"#\"\ndevice = \"/device\"\n[[mapping.metric]]\nname = \"temperature\"\nvalue = \"/temperature\"\n[mapping.dimensions]\n{dimensions}"
+            );
+            crate::config::pipeline_file::PipelineFile::parse(&file)
+                .unwrap()
+                .into()
+        };
+        let event = serde_json::to_vec(&serde_json::json!({"Records": [{
+            "messageId": "wide", "eventSource": "aws:sqs",
+            "body": serde_json::json!({"device": "t-1", "temperature": 1.5, "topic": "devices/t-1/telemetry"}).to_string(),
+        }]}))
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for (declared, accepted) in [(29, true), (30, false)] {
+            let sink = CapturedReadings::default();
+            let dead = CapturedDeadLetters::default();
+            let (response, _) = runtime
+                .block_on(settings(declared).process_metrics(&event, "req", NOW_MS, &sink, &dead))
+                .unwrap();
+            assert_eq!(response.batch_item_failures(), Some(&[][..]));
+            let letters = dead.0.lock().unwrap();
+            let readings = sink.0.lock().unwrap();
+            assert_eq!(
+                readings.len(),
+                usize::from(accepted),
+                "{declared}: {:?} {:?}",
+                readings.first().map(|r| r.dimensions.len()),
+                letters.first().map(|l| &l.reason)
+            );
+            if !accepted {
+                assert!(
+                    letters[0]
+                        .reason
+                        .contains("31 dimensions on \"temperature\"; the limit is 30"),
+                    "{}",
+                    letters[0].reason
+                );
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
         /// Every message that comes in is accounted for: it gave readings,
