@@ -168,9 +168,11 @@ fn take_topic_filter(sql: &str) -> Result<(String, String), String> {
     while index < bytes.len() {
         match bytes[index] {
             b'\'' => in_quote = !in_quote,
+            // Bytes, not `str` slices: `index` may sit inside a multi-byte
+            // character (found by the rule_sql fuzz target).
             _ if !in_quote
-                && sql[index..].len() >= 4
-                && sql[index..index + 4].eq_ignore_ascii_case("from")
+                && bytes.len() - index >= 4
+                && bytes[index..index + 4].eq_ignore_ascii_case(b"from")
                 && (index == 0 || !is_word(bytes[index - 1]))
                 && bytes.get(index + 4).is_some_and(|b| !is_word(*b)) =>
             {
