@@ -12,3 +12,13 @@ pub fn sqs_event(records: &[(impl AsRef<str>, impl AsRef<str>)]) -> Vec<u8> {
         .collect();
     serde_json::to_vec(&json!({ "Records": records })).expect("JSON serialises")
 }
+
+/// The ids a batch answer asks to retry (`batchItemFailures[].itemIdentifier`).
+pub fn retry_ids(answer: &Value) -> Vec<String> {
+    answer["batchItemFailures"]
+        .as_array()
+        .expect("a batch answer")
+        .iter()
+        .map(|item| item["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}

@@ -47,7 +47,7 @@ use std::path::PathBuf;
 pub use capture::{parse_emf, CapturedDeadLetters, EmittedMetric};
 pub use certificates::{signing_request, TestCertificates};
 pub use duckdb::duckdb_query;
-pub use events::sqs_event;
+pub use events::{retry_ids, sqs_event};
 pub use faults::{FaultyTcp, TcpFault};
 pub use gate::TcpGate;
 pub use http::{http_request, http_request_with_headers};

@@ -301,12 +301,7 @@ async fn http_faults_end_with_every_reading_stored_or_dead_lettered() {
                 )
                 .await
                 .unwrap();
-            let failed: Vec<String> = response.to_json()["batchItemFailures"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|item| item["itemIdentifier"].as_str().unwrap().to_owned())
-                .collect();
+            let failed = e2e_tests::retry_ids(&response.to_json());
             if failed.is_empty() {
                 break;
             }

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use e2e_tests::{sqs_event, FaultyTcp, PostgresServer, TcpFault};
-use serde_json::{json, Value};
+use e2e_tests::{retry_ids, sqs_event, FaultyTcp, PostgresServer, TcpFault};
+use serde_json::json;
 use telemetry_core::invocation::InvocationSettings;
 use telemetry_warehouse::postgres::PostgresTables;
 
@@ -50,13 +50,7 @@ async fn deliver_until_done(
             .process_warehouse(&event, &format!("round-{round}"), now_ms, writer)
             .await
             .expect("answered");
-        let answer: Value = response.to_json();
-        let failed: Vec<String> = answer["batchItemFailures"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|item| item["itemIdentifier"].as_str().unwrap().to_owned())
-            .collect();
+        let failed = retry_ids(&response.to_json());
         if failed.is_empty() {
             // Every round before this one asked for a retry.
             return round;

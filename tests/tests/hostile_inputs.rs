@@ -376,18 +376,25 @@ fn every_hostile_payload_is_dead_lettered_with_its_reason_from_every_trigger() {
     );
 }
 
+/// telemetry-warehouse on a Lambda Runtime API of its own, writing Parquet
+/// under `<scratch>/warehouse`.
+fn local_warehouse(scratch: &Path) -> (LocalRuntime, Function, std::path::PathBuf) {
+    let warehouse = scratch.join("warehouse");
+    let runtime = LocalRuntime::start();
+    let function = Function::start_binary(
+        "telemetry-warehouse",
+        &runtime,
+        &[("WAREHOUSE_URL", warehouse.display().to_string())],
+    );
+    (runtime, function, warehouse)
+}
+
 /// Device ids that look like paths, quotes or SQL are data: accepted as
 /// they are by both functions, and no file lands outside the warehouse.
 #[test]
 fn unusual_device_ids_are_data_and_never_paths() {
     let scratch = scratch_dir("hostile-device-ids");
-    let warehouse = scratch.join("warehouse");
-    let runtime = LocalRuntime::start();
-    let _warehouse = Function::start_binary(
-        "telemetry-warehouse",
-        &runtime,
-        &[("WAREHOUSE_URL", warehouse.display().to_string())],
-    );
+    let (runtime, _warehouse, warehouse) = local_warehouse(&scratch);
     let now_s = Utc::now().timestamp();
     let devices = [
         "../../etc/passwd",
@@ -440,13 +447,7 @@ fn unusual_device_ids_are_data_and_never_paths() {
 #[test]
 fn a_batch_of_only_bad_records_and_repeated_message_ids() {
     let scratch = scratch_dir("hostile-batches");
-    let warehouse = scratch.join("warehouse");
-    let runtime = LocalRuntime::start();
-    let _warehouse = Function::start_binary(
-        "telemetry-warehouse",
-        &runtime,
-        &[("WAREHOUSE_URL", warehouse.display().to_string())],
-    );
+    let (runtime, _warehouse, warehouse) = local_warehouse(&scratch);
     let now_s = Utc::now().timestamp();
     let bad: Vec<(String, String)> = cases(now_s)
         .into_iter()

@@ -45,20 +45,6 @@ fn substituted(value: &Value, parameters: &BTreeMap<String, String>) -> String {
     text
 }
 
-/// MQTT topic filter matching (`+` one level, `#` the rest).
-fn filter_takes(filter: &str, topic: &str) -> bool {
-    let mut topic_levels = topic.split('/');
-    for level in filter.split('/') {
-        match (level, topic_levels.next()) {
-            ("#", _) => return true,
-            ("+", Some(_)) => {}
-            (level, Some(actual)) if level == actual => {}
-            _ => return false,
-        }
-    }
-    topic_levels.next().is_none()
-}
-
 /// `!Sub "..."`, `!Ref X` and friends arrive as tagged values.
 fn untag(value: &Value) -> &Value {
     match value {
@@ -369,7 +355,8 @@ fn basic_ingest_rule_names_match_the_device_policy() {
             let takers: Vec<&String> = rules
                 .iter()
                 .filter(|(name, from)| {
-                    rule.is_none_or(|rule| rule == name.as_str()) && filter_takes(from, inner)
+                    rule.is_none_or(|rule| rule == name.as_str())
+                        && iot_rules::sql::topic_matches(from, inner)
                 })
                 .map(|(name, _)| name)
                 .collect();
