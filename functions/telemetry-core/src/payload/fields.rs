@@ -42,7 +42,7 @@ impl<'a> Field<'a> {
             Some(b'f') => Field::Bool(false),
             Some(b'n') => Field::Null,
             Some(b'{') | Some(b'[') => {
-                check_nested_escapes(text)?;
+                check_nested_value(text)?;
                 Field::Nested(text)
             }
             _ => Field::from_number_text(text),
@@ -199,7 +199,7 @@ impl<'a> ObjectFields<'a> {
                 b'"' => Field::Text(reader.string_value()?),
                 b'{' | b'[' => {
                     let nested = reader.nested_value()?;
-                    check_nested_escapes(nested).map_err(|_| Unusual)?;
+                    check_nested_value(nested).map_err(|_| Unusual)?;
                     Field::Nested(nested)
                 }
                 b't' | b'f' | b'n' => match reader.literal()? {
@@ -288,7 +288,7 @@ impl<'a> ObjectFields<'a> {
 /// nor an exponent's range, so a value that holds either is parsed once
 /// (a lone surrogate or `1e400` is refused, as serde_json's full parse
 /// refuses it).
-fn check_nested_escapes(raw: &str) -> Result<(), serde_json::Error> {
+fn check_nested_value(raw: &str) -> Result<(), serde_json::Error> {
     let bytes = raw.as_bytes();
     let suspicious = bytes.windows(2).any(|pair| {
         matches!(pair, [b'\\', b'u'])
