@@ -12,112 +12,9 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::Utc;
 use e2e_tests::runtime::{Function, LocalRuntime};
+use e2e_tests::triggers::TRIGGERS;
 use e2e_tests::{duckdb_query, scratch_dir};
 use serde_json::{json, Value};
-
-/// How a trigger carries one payload (`id` names the message where the
-/// trigger has ids), with a good record beside it where it carries batches.
-struct Trigger {
-    name: &'static str,
-    /// Carries any bytes (base64), not only text.
-    binary: bool,
-    /// Carries only JSON objects (the event is, or holds, the payload).
-    objects_only: bool,
-    wrap: fn(&[u8], &str, &str) -> Vec<u8>,
-}
-
-fn text(payload: &[u8]) -> String {
-    String::from_utf8(payload.to_vec()).expect("a text trigger carries text")
-}
-
-fn b64(payload: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(payload)
-}
-
-const TRIGGERS: [Trigger; 7] = [
-    Trigger {
-        name: "sqs",
-        binary: false,
-        objects_only: false,
-        wrap: |payload, id, good| {
-            serde_json::to_vec(&json!({"Records": [
-                {"messageId": id, "eventSource": "aws:sqs", "body": text(payload)},
-                {"messageId": format!("{id}-good"), "eventSource": "aws:sqs", "body": good},
-            ]}))
-            .unwrap()
-        },
-    },
-    Trigger {
-        name: "sns",
-        binary: false,
-        objects_only: false,
-        wrap: |payload, id, _| {
-            serde_json::to_vec(&json!({"Records": [{"EventSource": "aws:sns",
-                "Sns": {"MessageId": id, "Message": text(payload), "Timestamp": "2026-12-01T00:00:00.000Z"}}]}))
-            .unwrap()
-        },
-    },
-    Trigger {
-        name: "sqs-sns",
-        binary: false,
-        objects_only: false,
-        wrap: |payload, id, good| {
-            // As SNS writes it: `Type` first (json! would sort the keys).
-            let note = |message: &str, id: &str| {
-                format!(
-                    r#"{{"Type": "Notification", "MessageId": "{id}", "Message": {}}}"#,
-                    serde_json::to_string(message).unwrap()
-                )
-            };
-            serde_json::to_vec(&json!({"Records": [
-                {"messageId": id, "eventSource": "aws:sqs", "body": note(&text(payload), id)},
-                {"messageId": format!("{id}-good"), "eventSource": "aws:sqs", "body": note(good, "good")},
-            ]}))
-            .unwrap()
-        },
-    },
-    Trigger {
-        name: "kinesis",
-        binary: true,
-        objects_only: false,
-        wrap: |payload, id, good| {
-            serde_json::to_vec(&json!({"Records": [
-                {"eventSource": "aws:kinesis", "kinesis": {"data": b64(payload), "sequenceNumber": id}},
-                {"eventSource": "aws:kinesis", "kinesis": {"data": b64(good.as_bytes()), "sequenceNumber": format!("{id}-good")}},
-            ]}))
-            .unwrap()
-        },
-    },
-    Trigger {
-        name: "pubsub-push",
-        binary: true,
-        objects_only: false,
-        wrap: |payload, id, _| {
-            serde_json::to_vec(&json!({"message": {"data": b64(payload), "messageId": id},
-                "subscription": "projects/p/subscriptions/s"}))
-            .unwrap()
-        },
-    },
-    Trigger {
-        name: "eventbridge",
-        binary: false,
-        objects_only: true,
-        wrap: |payload, id, _| {
-            format!(
-                r#"{{"id": "{id}", "detail-type": "telemetry", "source": "iot", "time": "2026-12-01T00:00:00Z", "detail": {}}}"#,
-                text(payload)
-            )
-            .into_bytes()
-        },
-    },
-    Trigger {
-        name: "iot-rule",
-        binary: false,
-        objects_only: true,
-        // The rule's output is the event; a rule batch is an array.
-        wrap: |payload, _, good| format!("[{}, {good}]", text(payload)).into_bytes(),
-    },
-];
 
 /// A hostile payload and what the dead letter's reason must say, for the
 /// metrics function and the warehouse (which checks different things).
@@ -292,11 +189,13 @@ fn every_hostile_payload_is_dead_lettered_with_its_reason_from_every_trigger() {
                 continue; // the trigger cannot carry it
             }
             let id = format!("{}-{}", trigger.name, case.name.replace(' ', "_"));
-            let event = (trigger.wrap)(&case.payload, &id, &good);
-            good_sent += usize::from(matches!(
-                trigger.name,
-                "sqs" | "sqs-sns" | "kinesis" | "iot-rule"
-            ));
+            let good_id = format!("{id}-good");
+            let mut messages = vec![(id.as_str(), case.payload.as_slice())];
+            if trigger.batches {
+                messages.push((good_id.as_str(), good.as_bytes()));
+                good_sent += 1;
+            }
+            let event = trigger.event(&messages);
             let answer = metrics_runtime
                 .invoke(&event, Duration::from_secs(60))
                 .unwrap_or_else(|error| panic!("{id}: the metrics function failed: {error}"));

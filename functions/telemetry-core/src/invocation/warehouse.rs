@@ -10,6 +10,7 @@ use crate::invocation::{Invocation, InvocationSettings, Rejection, Step};
 use crate::outcome::{Counts, Delivery, FailureKind, Response, RetryLater};
 use crate::payload::records::DecodeError;
 use crate::reading::decode::decode_message;
+use crate::reading::validate::check_identifiers;
 use crate::reading::Reading;
 use crate::warehouse::tables::{rows_of_tables, Cell, Schema, TableRows};
 use crate::warehouse::{batch_id, reading_row, TableDeadLetters, TableWriter};
@@ -78,21 +79,11 @@ impl Step for WarehouseStep<'_> {
                         };
                         return Err(Rejection::new(error.to_string()));
                     }
-                    // A device id or metric name is an identifier: a control
-                    // character (NUL, BEL, ...) in one is a device's bug,
-                    // and no backend should be asked to store it.
-                    let identifiers = work.decoded.iter().flat_map(|reading| {
-                        [("device", &reading.device), ("metric", &reading.metric)]
-                    });
-                    for (field, name) in identifiers {
-                        if name.chars().any(char::is_control) {
-                            let error = DecodeError::Invalid {
-                                field: field.into(),
-                                value: format!("{name:?}"),
-                                why: "contains a control character".into(),
-                            };
-                            return Err(Rejection::new(error.to_string()));
-                        }
+                    // A control character in a device id or metric name is a
+                    // device's bug, which no backend should be asked to store.
+                    for reading in &work.decoded {
+                        check_identifiers(reading)
+                            .map_err(|error| Rejection::new(error.to_string()))?;
                     }
                 }
                 // Not telemetry, but some table took it: that is enough.

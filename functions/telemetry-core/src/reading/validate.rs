@@ -77,13 +77,26 @@ fn check_name(what: &'static str, value: &str, limit: usize) -> Result<(), Inval
     if chars > limit {
         return Err(too_long(what, value, chars, limit));
     }
-    if value.chars().any(char::is_control) {
-        return Err(InvalidReading::ControlCharacter {
-            what,
-            value: value.to_owned(),
-        });
+    check_printable(what, value)
+}
+
+/// A name holds no control character (NUL, BEL, ...).
+fn check_printable(what: &'static str, value: &str) -> Result<(), InvalidReading> {
+    if printable_ascii(value.as_bytes()) || !value.chars().any(char::is_control) {
+        return Ok(());
     }
-    Ok(())
+    Err(InvalidReading::ControlCharacter {
+        what,
+        value: value.to_owned(),
+    })
+}
+
+/// The reading's identifiers (device id, metric name) hold no control
+/// character: the part of [`validate`] every backend needs, for the
+/// warehouse, which has none of CloudWatch's limits.
+pub fn check_identifiers(reading: &Reading) -> Result<(), InvalidReading> {
+    check_printable("device", &reading.device)?;
+    check_printable("metric name", &reading.metric)
 }
 
 fn too_long(what: &'static str, value: &str, chars: usize, limit: usize) -> InvalidReading {

@@ -71,9 +71,11 @@ struct KinesisRecord {
 pub struct Router {
     wiring: Wiring,
     delivery: Delivery,
-    queues: HashMap<String, UnboundedSender<SqsRecord>>,
+    /// Each queue's consumer (a function name) and the channel to it, found
+    /// once here rather than searched for in the wiring per message.
+    queues: HashMap<String, (String, UnboundedSender<SqsRecord>)>,
     /// Each stream's consumers (every one reads every record).
-    streams: HashMap<String, Vec<UnboundedSender<KinesisRecord>>>,
+    streams: HashMap<String, Vec<(String, UnboundedSender<KinesisRecord>)>>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -112,11 +114,11 @@ impl Router {
                         source.clone(),
                         index as u32 + 1,
                         event,
-                        function,
+                        function.clone(),
                         sender.clone(),
                         receiver,
                     ));
-                    router.queues.insert(source, sender);
+                    router.queues.insert(source, (function, sender));
                     router.tasks.push(task);
                 }
                 EventSource::Kinesis { .. } => {
@@ -125,10 +127,14 @@ impl Router {
                         router.delivery.clone(),
                         source.clone(),
                         event,
-                        function,
+                        function.clone(),
                         receiver,
                     ));
-                    router.streams.entry(source).or_default().push(sender);
+                    router
+                        .streams
+                        .entry(source)
+                        .or_default()
+                        .push((function, sender));
                     router.tasks.push(task);
                 }
             }
@@ -199,10 +205,8 @@ impl Router {
                         } else {
                             body.clone()
                         };
-                        if let Some((consumer, _)) = self.wiring.consumer_of(queue) {
-                            ledger.deliver(&consumer.name);
-                        }
-                        if let Some(sender) = self.queues.get(queue) {
+                        if let Some((consumer, sender)) = self.queues.get(queue) {
+                            ledger.deliver(consumer);
                             let _ = sender.send(SqsRecord {
                                 message: number,
                                 body,
@@ -226,8 +230,10 @@ impl Router {
                                 },
                             })
                             .collect();
-                        for (consumer, _) in self.wiring.consumers_of(stream) {
-                            ledger.deliver(&consumer.name);
+                        let consumers = self.streams.get(stream).map_or(&[][..], Vec::as_slice);
+                        // Counted for every reader before any can finish.
+                        for (consumer, _) in consumers {
+                            ledger.deliver(consumer);
                         }
                         let record = KinesisRecord {
                             message: number,
@@ -235,7 +241,7 @@ impl Router {
                             data: body.clone().into_bytes(),
                             arrival_ms: now_ms,
                         };
-                        for sender in self.streams.get(stream).into_iter().flatten() {
+                        for (_, sender) in consumers {
                             let _ = sender.send(record.clone());
                         }
                     }

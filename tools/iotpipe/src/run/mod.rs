@@ -323,10 +323,7 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         batch: 1,
         batch_form: BatchForm::Object,
         route: if basic_ingest {
-            let wiring = wiring.clone();
-            Route::RuleFor(Arc::new(move |topic: &str| {
-                wiring.basic_ingest_rule(topic).map(str::to_owned)
-            }))
+            Route::RuleOf(Arc::new(wiring.clone()))
         } else {
             Route::Topic
         },

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use iot_rules::template::Wiring;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, Incoming, MqttOptions, Outgoing, QoS,
     Request,
@@ -336,7 +337,7 @@ pub async fn run_device(
 }
 
 /// Where a device publishes a message on `topic`.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum Route {
     /// To `topic`, through the broker.
     #[default]
@@ -344,34 +345,22 @@ pub enum Route {
     /// Basic Ingest (`$aws/rules/<rule>/<topic>`): straight to that rule,
     /// with no messaging charge in AWS.
     Rule(String),
-    /// Basic Ingest to the rule that takes `topic` (as the template's rules
-    /// and device policy pair them); to `topic` itself when none does.
-    RuleFor(RuleForTopic),
+    /// Basic Ingest to the template's rule whose `FROM` takes `topic` (as
+    /// the template pairs its rules and the device policy); to `topic`
+    /// itself when none does.
+    RuleOf(Arc<Wiring>),
 }
-
-/// The rule that takes a topic, if any.
-pub type RuleForTopic = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl Route {
     pub fn topic(&self, topic: String) -> String {
         let rule = match self {
             Route::Topic => None,
-            Route::Rule(rule) => Some(rule.clone()),
-            Route::RuleFor(rule_for) => rule_for(&topic),
+            Route::Rule(rule) => Some(rule.as_str()),
+            Route::RuleOf(wiring) => wiring.basic_ingest_rule(&topic),
         };
         match rule {
             Some(rule) => format!("$aws/rules/{rule}/{topic}"),
             None => topic,
-        }
-    }
-}
-
-impl std::fmt::Debug for Route {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Route::Topic => f.write_str("Topic"),
-            Route::Rule(rule) => write!(f, "Rule({rule:?})"),
-            Route::RuleFor(_) => f.write_str("RuleFor(..)"),
         }
     }
 }

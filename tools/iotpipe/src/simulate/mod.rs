@@ -304,9 +304,7 @@ impl FleetRun {
                 }
                 let wiring = iot_rules::template::load(iot_rules::TEMPLATE, &parameters)
                     .map_err(|error| SimulateError::Options(format!("--basic-ingest: {error}")))?;
-                Route::RuleFor(Arc::new(move |topic: &str| {
-                    wiring.basic_ingest_rule(topic).map(str::to_owned)
-                }))
+                Route::RuleOf(Arc::new(wiring))
             }
             Some(rule) => Route::Rule(rule.to_owned()),
         };
