@@ -4,6 +4,9 @@
 use base64::Engine;
 use serde_json::json;
 
+/// Messages as (message id, payload).
+pub type Messages<'a> = [(&'a str, &'a [u8])];
+
 /// One trigger of the functions, and how it wraps messages into an event.
 pub struct Trigger {
     pub name: &'static str,
@@ -14,13 +17,13 @@ pub struct Trigger {
     pub objects_only: bool,
     /// One event may carry several messages.
     pub batches: bool,
-    wrap: fn(&[(&str, &[u8])]) -> Vec<u8>,
+    wrap: fn(&Messages<'_>) -> Vec<u8>,
 }
 
 impl Trigger {
     /// An event carrying `messages` as (message id, payload); a trigger
     /// that does not batch takes exactly one.
-    pub fn event(&self, messages: &[(&str, &[u8])]) -> Vec<u8> {
+    pub fn event(&self, messages: &Messages<'_>) -> Vec<u8> {
         assert!(
             self.batches || messages.len() == 1,
             "{} carries one message per event",
