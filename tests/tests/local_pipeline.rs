@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -14,6 +15,36 @@ use e2e_tests::{duckdb_query, free_port, function_binary, repo_root, scratch_dir
 use serde_json::Value;
 
 const WINDOW_SECONDS: i64 = 2;
+
+/// `report.json` of the run that wrote to `out`.
+fn report(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// The DuckDB source for one table of a run's Parquet warehouse.
+fn table(out: &Path, name: &str) -> String {
+    format!(
+        "read_parquet('{}/warehouse/{name}/**/*.parquet', hive_partitioning = true)",
+        out.display()
+    )
+}
+
+/// `iotpipe run --out <out> <args>` to its end, which must be a success;
+/// what it printed.
+fn run_to_end(out: &Path, args: &[&str]) -> String {
+    let output = Command::new(function_binary("iotpipe"))
+        .args(["run", "--out", out.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{said}");
+    said
+}
 
 #[test]
 fn the_references_run_end_to_end_and_every_message_is_accounted_for() {
@@ -80,8 +111,7 @@ fn the_references_run_end_to_end_and_every_message_is_accounted_for() {
     let said = rest.join("\n");
     assert!(status.success(), "{said}");
 
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = report(&out);
     let total = &report["total"];
     let number = |value: &Value| value.as_u64().unwrap();
     // 2 sensors, 1 host, 1 CO2 meter, 2 night lights, 20 messages each; 3 hostile.
@@ -141,13 +171,7 @@ fn the_references_run_end_to_end_and_every_message_is_accounted_for() {
     );
 
     // Reference 000's query over the run's warehouse.
-    let warehouse = out.join("warehouse");
-    let table = |name: &str| {
-        format!(
-            "read_parquet('{}/{name}/**/*.parquet', hive_partitioning = true)",
-            warehouse.display()
-        )
-    };
+    let table = |name: &str| table(&out, name);
     let newest = duckdb_query(&format!(
         "SELECT timestamp, device, temperature FROM {} ORDER BY timestamp DESC LIMIT 100",
         table("sensordata")
@@ -234,31 +258,24 @@ fn a_backend_that_keeps_failing_ends_in_the_redrive_queue_and_nothing_is_lost() 
     // reported back, redelivered, and after the queue's 5 receives moved to
     // the redrive queue.
     let closed = free_port();
-    let output = Command::new(function_binary("iotpipe"))
-        .args([
-            "run",
-            "--out",
-            out.to_str().unwrap(),
+    let warehouse =
+        format!("telemetry-warehouse:WAREHOUSE_URL=mysql://iot:x@127.0.0.1:{closed}/iot");
+    let said = run_to_end(
+        &out,
+        &[
             "--fleet",
             "gcp-iot-lab",
             "--devices",
             "1",
-        ])
-        .args(["--messages", "5", "--rate", "20"])
-        .arg("--env")
-        .arg(format!(
-            "telemetry-warehouse:WAREHOUSE_URL=mysql://iot:x@127.0.0.1:{closed}/iot"
-        ))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&output.stderr)
+            "--messages",
+            "5",
+            "--rate",
+            "20",
+            "--env",
+            &warehouse,
+        ],
     );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = report(&out);
     let total = &report["total"];
     assert_eq!(total["sent"], 5, "{said}");
     assert_eq!(total["dead_lettered"], 5, "{said}");
@@ -323,8 +340,7 @@ fn ctrl_c_stops_the_devices_and_still_delivers_and_reports() {
         "{}",
         rest.join("\n")
     );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = report(&out);
     let total = &report["total"];
     let sent = total["sent"].as_u64().unwrap();
     assert!(sent > 0 && sent < 6 * 1000, "{total}");
@@ -335,8 +351,8 @@ fn ctrl_c_stops_the_devices_and_still_delivers_and_reports() {
     );
     assert_eq!(report["interrupted"], true);
     let rows = duckdb_query(&format!(
-        "SELECT count(*) AS n FROM read_parquet('{}/warehouse/readings/**/*.parquet', hive_partitioning = true) WHERE metric = 'temperature'",
-        out.display()
+        "SELECT count(*) AS n FROM {} WHERE metric = 'temperature'",
+        table(&out, "readings")
     ));
     let sensors_sent: u64 = report["fleets"]
         .as_array()
@@ -400,8 +416,7 @@ fn basic_ingest_messages_reach_only_their_rule_through_mosquitto() {
     }
     let said: Vec<String> = stdout.map_while(Result::ok).collect();
     assert!(run.wait().unwrap().success(), "{}", said.join("\n"));
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = report(&out);
     assert_eq!(report["total"]["sent"], 15 + 3 + 1);
     assert_eq!(report["total"]["dead_lettered"], 1);
     assert_eq!(report["rules"]["TelemetryRule"], 3, "{}", report["rules"]);
@@ -423,16 +438,20 @@ fn basic_ingest_messages_reach_only_their_rule_through_mosquitto() {
 #[test]
 fn batched_messages_become_one_row_per_reading() {
     let out = scratch_dir("local-pipeline-batch");
-    let run = Command::new(function_binary("iotpipe"))
-        .args(["run", "--out", out.to_str().unwrap()])
-        .args(["--fleet", "gcp-iot-lab,nightlight", "--messages", "5"])
-        .args(["--batch", "4", "--rate", "20"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{said}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    run_to_end(
+        &out,
+        &[
+            "--fleet",
+            "gcp-iot-lab,nightlight",
+            "--messages",
+            "5",
+            "--batch",
+            "4",
+            "--rate",
+            "20",
+        ],
+    );
+    let report = report(&out);
     let total = &report["total"];
     assert_eq!(total["sent"], 4 * 5, "{total}");
     assert_eq!(
@@ -443,8 +462,8 @@ fn batched_messages_become_one_row_per_reading() {
     );
     assert_eq!(total["commands_sent"], total["commands_applied"], "{total}");
     let rows = duckdb_query(&format!(
-        "SELECT metric, count(*) AS n, count(DISTINCT timestamp) AS times FROM read_parquet('{}/warehouse/readings/**/*.parquet', hive_partitioning = true) GROUP BY metric ORDER BY metric",
-        out.display()
+        "SELECT metric, count(*) AS n, count(DISTINCT timestamp) AS times FROM {} GROUP BY metric ORDER BY metric",
+        table(&out, "readings")
     ));
     let counts: Vec<(&str, u64)> = rows
         .iter()
@@ -466,24 +485,28 @@ fn batched_messages_become_one_row_per_reading() {
 
 /// The stack as it deploys with IngestPath=basic-ingest and
 /// Transport=kinesis: devices publish to `$aws/rules/<rule>/<topic>`
-/// (mosquitto passes `$` topics), one Kinesis action per message feeds all
-/// three stream readers, and the telemetry rule invokes device-commands.
+/// (mosquitto passes `$` topics), and one Kinesis action per message feeds
+/// all four stream readers (device-commands among them).
 #[test]
 fn basic_ingest_and_kinesis_transport_deliver_everything() {
     let out = scratch_dir("local-pipeline-basic-ingest-kinesis");
     let broker = e2e_tests::MosquittoServer::start(&out.join("broker"));
-    let run = Command::new(function_binary("iotpipe"))
-        .args(["run", "--out", out.to_str().unwrap()])
-        .args(["--broker", &broker.url()])
-        .args(["--parameter", "IngestPath=basic-ingest"])
-        .args(["--parameter", "Transport=kinesis"])
-        .args(["--messages", "6", "--rate", "10"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{said}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    run_to_end(
+        &out,
+        &[
+            "--broker",
+            &broker.url(),
+            "--parameter",
+            "IngestPath=basic-ingest",
+            "--parameter",
+            "Transport=kinesis",
+            "--messages",
+            "6",
+            "--rate",
+            "10",
+        ],
+    );
+    let report = report(&out);
     let total = &report["total"];
     assert_eq!(total["sent"], 6 * 6, "{total}");
     assert_eq!(
@@ -507,8 +530,8 @@ fn basic_ingest_and_kinesis_transport_deliver_everything() {
     assert!(commands_sent >= 2, "{total}");
     assert_eq!(total["commands_applied"], commands_sent, "{total}");
     let rows = duckdb_query(&format!(
-        "SELECT count(*) AS n FROM read_parquet('{}/warehouse/readings/**/*.parquet', hive_partitioning = true) WHERE metric = 'temperature'",
-        out.display()
+        "SELECT count(*) AS n FROM {} WHERE metric = 'temperature'",
+        table(&out, "readings")
     ));
     assert_eq!(
         rows[0]["n"],

@@ -22,6 +22,13 @@ fn simulate(args: &[&str]) -> Output {
         .expect("iotpipe runs")
 }
 
+/// Runs `iotpipe simulate` expecting it to fail saying `expected`.
+fn assert_refused(args: &[&str], expected: &str) {
+    let refused = simulate(args);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains(expected), "{}", text(&refused));
+}
+
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -357,23 +364,20 @@ fn devices_connect_over_tls_with_their_own_certificates() {
 
     // A broker whose certificate no trusted CA signed is refused.
     let other = certificates.other_ca.to_str().unwrap();
-    let refused = simulate(&[
-        "--fleet",
-        "host-status",
-        "--keys",
-        keys_arg,
-        "--ca",
-        other,
-        "--messages",
-        "1",
-        "--patience",
-        "2",
-    ]);
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused).contains("not acknowledged"),
-        "{}",
-        text(&refused)
+    assert_refused(
+        &[
+            "--fleet",
+            "host-status",
+            "--keys",
+            keys_arg,
+            "--ca",
+            other,
+            "--messages",
+            "1",
+            "--patience",
+            "2",
+        ],
+        "not acknowledged",
     );
 }
 
@@ -383,40 +387,29 @@ fn devices_batch_readings_into_one_message() {
     let broker = MosquittoServer::start(&scratch.join("broker"));
     let subscriber = Subscriber::start(&broker, "checker", &scratch.join("received.txt"));
     let url = broker.url();
-    let run = simulate(&[
-        "--fleet",
-        "gcp-iot-lab",
-        "--messages",
-        "3",
-        "--batch",
-        "4",
-        "--rate",
-        "0",
-        "--broker",
-        &url,
-    ]);
-    assert!(run.status.success(), "{}", text(&run));
-    assert!(
-        text(&run).contains("3 message(s) of 4 readings"),
-        "{}",
-        text(&run)
-    );
-    // The same again as bare JSON arrays.
-    let arrays = simulate(&[
-        "--fleet",
-        "gcp-iot-lab",
-        "--messages",
-        "3",
-        "--batch",
-        "4",
-        "--batch-form",
-        "array",
-        "--rate",
-        "0",
-        "--broker",
-        &url,
-    ]);
-    assert!(arrays.status.success(), "{}", text(&arrays));
+    // Objects (the default form), then the same again as bare JSON arrays.
+    for form in ["object", "array"] {
+        let run = simulate(&[
+            "--fleet",
+            "gcp-iot-lab",
+            "--messages",
+            "3",
+            "--batch",
+            "4",
+            "--batch-form",
+            form,
+            "--rate",
+            "0",
+            "--broker",
+            &url,
+        ]);
+        assert!(run.status.success(), "{}", text(&run));
+        assert!(
+            text(&run).contains("3 message(s) of 4 readings"),
+            "{}",
+            text(&run)
+        );
+    }
     let messages = subscriber.wait_for(12, Duration::from_secs(10));
     assert_eq!(messages.len(), 12, "3 messages per sensor, twice");
     for (index, (topic, payload)) in messages.iter().enumerate() {
@@ -437,12 +430,9 @@ fn devices_batch_readings_into_one_message() {
             );
         }
     }
-    let refused = simulate(&["--fleet", "co2-meter", "--batch", "2", "--broker", &url]);
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused).contains("--batch 2: co2-meter sends text lines"),
-        "{}",
-        text(&refused)
+    assert_refused(
+        &["--fleet", "co2-meter", "--batch", "2", "--broker", &url],
+        "--batch 2: co2-meter sends text lines",
     );
 }
 
@@ -503,18 +493,15 @@ fn basic_ingest_puts_the_rule_in_front_of_every_topic() {
         assert_eq!(messages.len(), 4 + received);
         assert_eq!(messages.last().unwrap().0, expected);
     }
-    let refused = simulate(&[
-        "--fleet",
-        "host-status",
-        "--basic-ingest",
-        "my-rule",
-        "--broker",
-        &url,
-    ]);
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused).contains("--basic-ingest \"my-rule\""),
-        "{}",
-        text(&refused)
+    assert_refused(
+        &[
+            "--fleet",
+            "host-status",
+            "--basic-ingest",
+            "my-rule",
+            "--broker",
+            &url,
+        ],
+        "--basic-ingest \"my-rule\"",
     );
 }

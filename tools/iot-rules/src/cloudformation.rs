@@ -19,13 +19,7 @@ pub fn parameters(
     let declared = template["Parameters"].as_mapping();
     let mut values = BTreeMap::new();
     for (name, parameter) in declared.into_iter().flatten() {
-        let default = match &parameter["Default"] {
-            Yaml::String(text) => Some(text.clone()),
-            Yaml::Number(number) => Some(number.to_string()),
-            Yaml::Bool(boolean) => Some(boolean.to_string()),
-            _ => None,
-        };
-        if let (Some(name), Some(default)) = (name.as_str(), default) {
+        if let (Some(name), Some(default)) = (name.as_str(), scalar_text(&parameter["Default"])) {
             values.insert(name.to_owned(), default);
         }
     }
@@ -53,6 +47,39 @@ pub fn parameters(
         values.insert(name.clone(), value.clone());
     }
     Ok(values)
+}
+
+/// `!Sub`'s text with each `${name}` replaced by `lookup(name)` (a
+/// parameter, `AWS::Region`, ...); `${!x}` is the literal `${x}`. An
+/// unclosed `${` or a name `lookup` does not know is an error naming it.
+pub fn substitute<'v>(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<&'v str>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{text:?}: an unclosed ${{"))?;
+        let name = &after[..end];
+        match name.strip_prefix('!') {
+            Some(literal) => {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            }
+            None => out.push_str(
+                lookup(name)
+                    .ok_or_else(|| format!("{text:?}: ${{{name}}} cannot be resolved locally"))?,
+            ),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// `KEY=VALUE`, as `--parameter` takes it.
@@ -167,7 +194,8 @@ fn text(value: &Yaml, parameters: &BTreeMap<String, String>) -> Result<String, S
     }
 }
 
-fn scalar_text(value: &Yaml) -> Option<String> {
+/// A YAML scalar (text, number, boolean) as text.
+pub fn scalar_text(value: &Yaml) -> Option<String> {
     match value {
         Yaml::String(text) => Some(text.clone()),
         Yaml::Number(number) => Some(number.to_string()),

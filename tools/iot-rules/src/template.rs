@@ -367,37 +367,16 @@ fn referenced(value: &Yaml) -> Option<String> {
 /// anything naming a resource (an ARN, a bucket), which has no local value.
 fn resolve_text(value: &Yaml, parameters: &BTreeMap<String, String>) -> Option<String> {
     match value {
-        Yaml::String(text) => Some(text.clone()),
-        Yaml::Number(number) => Some(number.to_string()),
-        Yaml::Bool(boolean) => Some(boolean.to_string()),
         Yaml::Tagged(tagged) => match (tagged.tag.to_string().as_str(), &tagged.value) {
             ("!Ref", Yaml::String(name)) => parameters.get(name).cloned(),
-            ("!Sub", Yaml::String(text)) => substitute(text, parameters),
+            ("!Sub", Yaml::String(text)) => {
+                cloudformation::substitute(text, |name| parameters.get(name).map(String::as_str))
+                    .ok()
+            }
             _ => None,
         },
-        _ => None,
+        scalar => cloudformation::scalar_text(scalar),
     }
-}
-
-fn substitute(text: &str, parameters: &BTreeMap<String, String>) -> Option<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}')? + start;
-        let name = &rest[start + 2..end];
-        match name.strip_prefix('!') {
-            Some(literal) => {
-                out.push_str("${");
-                out.push_str(literal);
-                out.push('}');
-            }
-            None => out.push_str(parameters.get(name)?),
-        }
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    Some(out)
 }
 
 #[cfg(test)]

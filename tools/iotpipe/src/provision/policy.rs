@@ -82,37 +82,12 @@ fn resolve(value: &Yaml, names: &Substitutions) -> Result<Value, String> {
 /// `!Sub`: `${AWS::Partition}`, `${AWS::Region}`, `${AWS::AccountId}`,
 /// the stack's parameters; `${!x}` is the literal `${x}`.
 pub fn substitute(text: &str, names: &Substitutions) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len() + 32);
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("{text:?}: an unclosed ${{"))?;
-        let name = &after[..end];
-        match name.strip_prefix('!') {
-            Some(literal) => {
-                out.push_str("${");
-                out.push_str(literal);
-                out.push('}');
-            }
-            None => out.push_str(match name {
-                "AWS::Partition" => names.partition,
-                "AWS::Region" => names.region,
-                "AWS::AccountId" => names.account,
-                other => match names.parameters.get(other) {
-                    Some(value) => value,
-                    None => {
-                        return Err(format!("{text:?}: ${{{other}}} cannot be resolved locally"))
-                    }
-                },
-            }),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    cloudformation::substitute(text, |name| match name {
+        "AWS::Partition" => Some(names.partition),
+        "AWS::Region" => Some(names.region),
+        "AWS::AccountId" => Some(names.account),
+        parameter => names.parameters.get(parameter).map(String::as_str),
+    })
 }
 
 #[cfg(test)]
