@@ -17,6 +17,7 @@
 //! - [`faults`]: [`FaultyTcp`], a TCP proxy that refuses, delays or cuts
 //!   connections by script (in front of PostgreSQL).
 //! - [`runtime`]: a local Lambda Runtime API to run a function binary.
+//! - [`stack`]: the SAM template as it deploys for chosen parameters.
 //! - [`triggers`]: how each trigger wraps device payloads into an event.
 //! - `events`: [`sqs_event`], an SQS batch written inline.
 //! - `mosquitto`: [`MosquittoServer`], a throwaway MQTT broker, and
@@ -41,6 +42,7 @@ mod postgres;
 mod proxy;
 pub mod runtime;
 mod samples;
+pub mod stack;
 pub mod triggers;
 
 use std::net::TcpListener;

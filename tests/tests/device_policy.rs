@@ -6,12 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use e2e_tests::repo_root;
-use iot_rules::cloudformation;
+use e2e_tests::stack::{deployed, substituted, ACCOUNT, REGION};
 use serde_yaml::Value;
-
-const ACCOUNT: &str = "123456789012";
-const REGION: &str = "us-east-1";
 
 /// A connection's facts the policy variables read.
 struct Connection<'a> {
@@ -27,52 +23,19 @@ struct Statement {
     needs_attached_thing: bool,
 }
 
-/// The template as it deploys with `overrides` over its parameter
-/// defaults, and the parameter values.
-fn template(overrides: &[(&str, &str)]) -> (Value, BTreeMap<String, String>) {
-    let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
-    let template: Value = serde_yaml::from_str(&text).unwrap();
-    let overrides: Vec<(String, String)> = overrides
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let parameters = cloudformation::parameters(&template, &overrides).unwrap();
-    (
-        cloudformation::resolve(&template, &parameters).unwrap(),
-        parameters,
-    )
-}
-
-/// `!Sub` as CloudFormation resolves it for the stack's parameters:
-/// `${!x}` is the literal `${x}` that IoT's policy variables need.
-fn substitute(parameters: &BTreeMap<String, String>, value: &Value) -> String {
-    let text = match value {
-        Value::Tagged(tagged) => tagged.value.as_str().unwrap().to_owned(),
-        other => other.as_str().unwrap().to_owned(),
-    };
-    let mut text = text
-        .replace("${AWS::Partition}", "aws")
-        .replace("${AWS::Region}", REGION)
-        .replace("${AWS::AccountId}", ACCOUNT);
-    for (name, value) in parameters {
-        text = text.replace(&format!("${{{name}}}"), value);
-    }
-    text.replace("${!", "${")
-}
-
 fn list(parameters: &BTreeMap<String, String>, value: &Value) -> Vec<String> {
     match value {
         Value::Sequence(items) => items
             .iter()
-            .map(|item| substitute(parameters, item))
+            .map(|item| substituted(item, parameters))
             .collect(),
-        other => vec![substitute(parameters, other)],
+        other => vec![substituted(other, parameters)],
     }
 }
 
 /// The device policy of a stack deployed with `overrides`.
 fn device_policy_with(overrides: &[(&str, &str)]) -> (String, Vec<Statement>) {
-    let (template, parameters) = template(overrides);
+    let (template, parameters) = deployed(overrides);
     let document = &template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"];
     let statements = document["Statement"]
         .as_sequence()

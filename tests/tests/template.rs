@@ -6,43 +6,26 @@
 use std::collections::BTreeMap;
 
 use e2e_tests::repo_root;
-use iot_rules::cloudformation;
+use e2e_tests::stack::{deployed, substituted};
 use serde_yaml::Value;
 
 fn template() -> Value {
-    let text = std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap();
-    serde_yaml::from_str(&text).expect("template is YAML")
+    e2e_tests::stack::template_yaml()
 }
 
 /// The template as it deploys for each choice of the parameters that change
 /// what deploys, with the parameter values.
 fn variants() -> Vec<(Value, BTreeMap<String, String>)> {
-    let template = template();
     let mut variants = Vec::new();
     for ingest in ["topics", "basic-ingest"] {
         for transport in ["sqs", "kinesis"] {
-            let overrides = [
-                ("IngestPath".to_owned(), ingest.to_owned()),
-                ("Transport".to_owned(), transport.to_owned()),
-            ];
-            let parameters = cloudformation::parameters(&template, &overrides).unwrap();
-            let resolved = cloudformation::resolve(&template, &parameters).unwrap();
-            variants.push((resolved, parameters));
+            variants.push(deployed(&[
+                ("IngestPath", ingest),
+                ("Transport", transport),
+            ]));
         }
     }
     variants
-}
-
-/// `!Sub` text with the stack's parameters (and a fixed account) filled in.
-fn substituted(value: &Value, parameters: &BTreeMap<String, String>) -> String {
-    let mut text = text(value)
-        .replace("${AWS::Partition}", "aws")
-        .replace("${AWS::Region}", "us-east-1")
-        .replace("${AWS::AccountId}", "123456789012");
-    for (name, value) in parameters {
-        text = text.replace(&format!("${{{name}}}"), value);
-    }
-    text
 }
 
 /// `!Sub "..."`, `!Ref X` and friends arrive as tagged values.
@@ -325,7 +308,7 @@ fn basic_ingest_rule_names_match_the_device_policy() {
             })
             .map(|resource| {
                 substituted(&resource, &parameters)
-                    .replace("${!iot:Connection.Thing.ThingName}", "pi-1")
+                    .replace("${iot:Connection.Thing.ThingName}", "pi-1")
                     .split(":topic/")
                     .nth(1)
                     .unwrap()
